@@ -1,0 +1,56 @@
+"""icl-arena agents: baseline policies per env family (no torch needed) and, with the `train` extra, LLM agents.
+
+`agents.baseline(name, env_id, **kwargs)` builds a baseline for a registered env id; every agent
+follows the protocol `agent.reset(seed=None)`, `agent.act(observation, info) -> str`.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+import envs
+from agents.bandit_baselines import BANDIT_BASELINES
+from agents.rollout import Agent, play_trial
+
+__all__ = ["Agent", "baseline", "baseline_names", "play_trial", "BASELINES"]
+
+# Baselines by catalog family, then by name. Families add their table here.
+BASELINES: dict[str, dict[str, type]] = {
+    "bandits": BANDIT_BASELINES,
+}
+
+
+def _family(env_id: str) -> str:
+    for entry in envs.catalog():
+        if entry.env_id == env_id:
+            return entry.family
+    raise ValueError(f"unknown env id {env_id!r}; `python -m envs list` prints the registered ids")
+
+
+def baseline_names(env_id: str) -> list[str]:
+    """The baseline names available for `env_id`."""
+    return sorted(BASELINES.get(_family(env_id), {}))
+
+
+def baseline(name: str, env_id: str, **kwargs) -> Agent:
+    """Build the baseline `name` for `env_id`.
+
+    Args:
+        name: e.g. `uniform`, `greedy`, `epsilon_greedy`, `ucb`, `thompson`, `linucb`, `oracle`.
+        env_id: a registered icl id; its family decides which implementations exist.
+        **kwargs: the agent's arguments (`memory=True|False`, `seed`, `alpha`, `epsilon`, ...). For
+            Thompson on a prior-structured bandit the family prior is used unless given.
+
+    Raises:
+        ValueError: naming the allowed baselines when `name` does not exist for the family.
+    """
+    family = _family(env_id)
+    table = BASELINES.get(family, {})
+    if name not in table:
+        raise ValueError(f"no baseline {name!r} for {env_id} (family {family}); allowed: {sorted(table)}")
+    if name == "thompson":
+        spec_kwargs = gym.spec(env_id).kwargs
+        for key in ("prior_alpha", "prior_beta"):
+            if key in spec_kwargs:
+                kwargs.setdefault(key, spec_kwargs[key])
+    return table[name](**kwargs)

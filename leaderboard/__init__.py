@@ -1,0 +1,1 @@
+"""Evaluation, results tables, plots and the static leaderboard page."""

@@ -1,0 +1,1 @@
+"""ORBIT-style meta-RL and on-policy distillation trainers (built on TRL)."""
