@@ -1,0 +1,566 @@
+"""LM-head token statistics and distillation divergences for on-policy distillation (OPD).
+
+Both models' logits are computed tile by tile from final hidden states and LM-head weights and
+never stored: `token_stats` needs O(N) memory beyond its inputs, and `distill_loss` needs the
+gradients plus a bounded workspace.
+
+Shapes: N rows (tokens), V the student vocabulary, H_s / H_t the hidden sizes, tau the
+temperature. z = h_s W_s^T / tau, u = h_t W_t[:V]^T / tau, p = softmax(z), q = softmax(u).
+
+Forward (one online pass over V per row, both models; `kernels/_opd_triton.py`):
+
+    running m_s, S_s = sum e^(z-m_s), A = sum e^(z-m_s) (z-m_s),
+            R = sum e^(z-m_s) ((z-m_s) - (u-m_t)), and the teacher's m_t, S_t, F (mirror of R)
+    entropy    = log S_s - A / S_s
+    logprob    = (z_y - m_s) - log S_s
+    reverse_kl = R / S_s - log S_s + log S_t
+    forward_kl = F / S_t - log S_t + log S_s
+    jsd        second pass once log S_s, log S_t are known: beta KL(q||m) + (1-beta) KL(p||m)
+
+Gradient (formed inside the forward: the loss is sum_n w_n D_n with w known in advance):
+
+    dD/dz_j:   reverse_kl  p_j (log p_j - log q_j - KL(p||q))
+               forward_kl  p_j - q_j
+               jsd         (1-beta) p_j (log p_j - log m_j - KL(p||m))
+    dZ = w_n / tau * dD/dz          written per vocabulary slice into a (N x slice) workspace
+    d W_s[slice] = dZ^T h_s         one GEMM over all N rows: reduced in fp32 inside cuBLAS
+    d h_s       += dZ W_s[slice]    fp32 accumulator (N, H_s) when there is more than one slice
+
+The gradient pass recomputes z and u with the same tile routine as the statistics pass, so the
+logits agree exactly. FLOPs: 4 F_s + 2 F_t (6 for jsd: one more pass), with F = 2 N V H.
+
+`impl="torch"` (and CPU without Triton) runs `kernels/opd_reference.py`, which materialises one
+(chunk x V) block at a time instead. The Triton kernels live in `kernels/_opd_triton.py` and are
+imported on first use, so importing `kernels` never needs Triton.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from kernels.opd_reference import (
+    DIVERGENCES,
+    TokenStats,
+    accumulation_dtype,
+    distill_forward_reference,
+    resolve_divergence,
+    token_stats_reference,
+)
+
+__all__ = ["IMPLS", "REDUCTIONS", "TokenStats", "distill_loss", "token_stats"]
+
+IMPLS = ("torch", "triton")
+REDUCTIONS = ("sum", "mean")
+
+# ---- tunables (untuned: no GPU was available when these were chosen; see kernels/README.md) ----
+# Bytes of the d(logits) workspace of one vocabulary slice (N x slice, dtype of h_s). 256 MiB is
+# 4096 bf16 columns at N = 32768: with the bf16 gradients (1.41 GiB at V=152k, H=4096) and the
+# fp32 d(h_s) accumulator (0.5 GiB) the peak stays under 2 GiB, and each slice's GEMMs
+# (4096 x 32768 x 4096) are still large enough for cuBLAS to run at full rate.
+WORKSPACE_BYTES = 256 * 2**20
+# Vocabulary splits of the statistics pass. Resident programs then cover a few row blocks times
+# all splits, so their hidden-state panels (BLOCK_M x H) fit in L2 instead of streaming from HBM
+# on every vocabulary block; more splits only cost (10 x splits x N) fp32 partials.
+STATS_V_SPLITS = 8
+# Row blocks that sweep the columns together in the gradient kernel (L2 reuse of W tiles).
+GROUP_M = 8
+# Tiles. One config serves all three kernels: identical tiles and K order give identical logits.
+# Half precision: 64x128 output tiles, K step 64 (two fp32 accumulators of 32 registers per
+# thread at 8 warps). fp32: smaller K step to fit shared memory. Interpreter: large tiles because
+# its cost is per program and per op, not per element.
+_TILES = {
+    "half": dict(BLOCK_M=64, BLOCK_V=128, BLOCK_K=64, num_warps=8, num_stages=3),
+    "fp32": dict(BLOCK_M=64, BLOCK_V=64, BLOCK_K=32, num_warps=4, num_stages=2),
+    "interpret": dict(BLOCK_M=32, BLOCK_V=128, BLOCK_K=32, num_warps=4, num_stages=1),
+}
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _kernels():
+    from kernels import _opd_triton  # lazy: Triton is optional
+
+    return _opd_triton
+
+
+def _tiles(dtype: torch.dtype) -> dict:
+    if _interpreting():
+        return _TILES["interpret"]
+    return _TILES["fp32"] if dtype == torch.float32 else _TILES["half"]
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    # fp32 inputs honour torch's tf32 switch; half-precision dots ignore the setting.
+    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1
+
+
+def _stats_splits(num_rows: int, vocab: int, tiles: dict, device: torch.device) -> tuple[int, int]:
+    """(splits, columns per split) of the vocabulary for the statistics and JSD passes."""
+    block_m, block_v = tiles["BLOCK_M"], tiles["BLOCK_V"]
+    vocab_blocks = _cdiv(vocab, block_v)
+    if _interpreting():
+        splits = 3  # exercise the partial merge in CPU tests
+    else:
+        row_blocks = _cdiv(num_rows, block_m)
+        splits = max(STATS_V_SPLITS, _cdiv(2 * _num_sms(device), row_blocks))
+    splits = max(1, min(splits, vocab_blocks))
+    cols = _cdiv(vocab_blocks, splits) * block_v
+    return _cdiv(vocab, cols), cols
+
+
+def _cdiv(a: int, b: int) -> int:
+    """Ceiling division (here so that the launchers' arithmetic needs no Triton import)."""
+    return -(-a // b)
+
+
+def _stats_pass(hs, ws, ht, wt, tokens, inv_tau):
+    """Runs the statistics kernel and merges its split partials.
+
+    Returns:
+        dict of (N,) fp32 tensors: m_s, log_s_s, m_t, log_s_t, entropy, logprob (or None),
+        reverse_kl, forward_kl.
+    """
+    k = _kernels()
+    num_rows, vocab = hs.shape[0], ws.shape[0]
+    tiles = _tiles(hs.dtype)
+    splits, cols = _stats_splits(num_rows, vocab, tiles, hs.device)
+    part = torch.empty((k.STAT_ROWS, splits, num_rows), dtype=torch.float32, device=hs.device)
+    grid = (_cdiv(num_rows, tiles["BLOCK_M"]) * splits,)
+    k._opd_stats_kernel[grid](
+        hs, ws, ht, wt, tokens if tokens is not None else part, part,
+        num_rows, vocab, hs.shape[1], ht.shape[1],
+        hs.stride(0), ws.stride(0), ht.stride(0), wt.stride(0), cols, inv_tau,
+        SPLITS=splits, HAS_TOKENS=tokens is not None,
+        BLOCK_M=tiles["BLOCK_M"], BLOCK_V=tiles["BLOCK_V"], BLOCK_K=tiles["BLOCK_K"],
+        DOT_PRECISION=_dot_precision(hs.dtype),
+        num_warps=tiles["num_warps"], num_stages=tiles["num_stages"],
+    )
+    return _merge_stats(part, k, has_tokens=tokens is not None)
+
+
+def _merge_max(m: torch.Tensor):
+    """Global max over splits, with per-split rescale factors and shifts (0 for empty splits)."""
+    top = m.amax(dim=0)  # (N,)
+    seen = m > float("-inf")
+    alpha = torch.where(seen, torch.exp(m - top), 0.0)  # (splits, N)
+    shift = torch.where(seen, top - m, 0.0)
+    return top, alpha, shift
+
+
+def _merge_stats(part: torch.Tensor, k, has_tokens: bool) -> dict:
+    """Combines (STAT_ROWS, splits, N) partials exactly as the kernel combines vocabulary blocks."""
+    m_s, alpha_s, shift_s = _merge_max(part[k.M_S])
+    m_t, alpha_t, shift_t = _merge_max(part[k.M_T])
+    s_s_k, s_t_k = part[k.S_S], part[k.S_T]
+    s_s = (alpha_s * s_s_k).sum(0)
+    s_t = (alpha_t * s_t_k).sum(0)
+    a_s = (alpha_s * (part[k.A_S] - shift_s * s_s_k)).sum(0)
+    r_sum = (alpha_s * (part[k.R_SUM] + (shift_t - shift_s) * s_s_k)).sum(0)
+    f_sum = (alpha_t * (part[k.F_SUM] + (shift_s - shift_t) * s_t_k)).sum(0)
+    log_s_s, log_s_t = s_s.log(), s_t.log()
+    inf = torch.full_like(s_s, float("inf"))
+    reverse_kl = r_sum / s_s - log_s_s + log_s_t
+    forward_kl = f_sum / s_t - log_s_t + log_s_s
+    return dict(
+        m_s=m_s, log_s_s=log_s_s, m_t=m_t, log_s_t=log_s_t,
+        entropy=log_s_s - a_s / s_s,
+        logprob=(part[k.Z_Y].sum(0) - m_s) - log_s_s if has_tokens else None,
+        reverse_kl=torch.where(part[k.INF_R].amax(0) > 0, inf, reverse_kl),
+        forward_kl=torch.where(part[k.INF_F].amax(0) > 0, inf, forward_kl),
+    )
+
+
+def _row_terms(stats: dict, const: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """(ROW_TERMS, N) fp32 input of the JSD and gradient kernels."""
+    return torch.stack(
+        [stats["m_s"], stats["log_s_s"], stats["m_t"], stats["log_s_t"], const, scale]
+    ).float().contiguous()
+
+
+def _jsd_pass(hs, ws, ht, wt, stats, inv_tau, beta):
+    """Returns (KL(p||m), KL(q||m)), each (N,) fp32."""
+    k = _kernels()
+    num_rows, vocab = hs.shape[0], ws.shape[0]
+    tiles = _tiles(hs.dtype)
+    splits, cols = _stats_splits(num_rows, vocab, tiles, hs.device)
+    zeros = torch.zeros_like(stats["m_s"])
+    terms = _row_terms(stats, zeros, zeros)
+    part = torch.empty((2, splits, num_rows), dtype=torch.float32, device=hs.device)
+    grid = (_cdiv(num_rows, tiles["BLOCK_M"]) * splits,)
+    k._opd_jsd_kernel[grid](
+        hs, ws, ht, wt, terms, part,
+        num_rows, vocab, hs.shape[1], ht.shape[1],
+        hs.stride(0), ws.stride(0), ht.stride(0), wt.stride(0), cols, inv_tau,
+        math.log(beta), math.log1p(-beta),
+        SPLITS=splits,
+        BLOCK_M=tiles["BLOCK_M"], BLOCK_V=tiles["BLOCK_V"], BLOCK_K=tiles["BLOCK_K"],
+        DOT_PRECISION=_dot_precision(hs.dtype),
+        num_warps=tiles["num_warps"], num_stages=tiles["num_stages"],
+    )
+    kl = part.sum(dim=1)  # (2, N)
+    return kl[0], kl[1]
+
+
+_ADDMM_FP32_OUT = None  # whether torch.addmm(..., out_dtype=float32) works here (CUDA, torch >= 2.8)
+
+
+def _addmm_into_fp32_(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float) -> None:
+    """acc (fp32) += alpha * a @ b, accumulating half-precision products without a rounding step."""
+    global _ADDMM_FP32_OUT
+    if a.dtype == acc.dtype:
+        acc.addmm_(a, b, alpha=alpha)
+        return
+    if _ADDMM_FP32_OUT is not False and acc.is_cuda:
+        try:
+            torch.addmm(acc, a, b, alpha=alpha, out_dtype=torch.float32, out=acc)
+            _ADDMM_FP32_OUT = True
+            return
+        except (RuntimeError, TypeError):
+            _ADDMM_FP32_OUT = False
+    acc.add_(torch.mm(a, b), alpha=alpha)  # rounds each slice's product to the input dtype once
+
+
+def _gradient_pass(hs, ws, ht, wt, stats, const, row_weights, divergence, beta, inv_tau,
+                   need_grad_hidden, need_grad_weight):
+    """d loss / d h_s and d loss / d W_s through a bounded (N x slice) d(logits) workspace."""
+    k = _kernels()
+    num_rows, vocab, hidden = hs.shape[0], ws.shape[0], hs.shape[1]
+    tiles = _tiles(hs.dtype)
+    block_v = tiles["BLOCK_V"]
+    # One global factor keeps the stored d(logits) in range for fp16: the workspace holds
+    # g * (w_n / max|w|) and the GEMMs multiply by max|w| / tau.
+    top = float(row_weights.abs().max()) if num_rows else 0.0
+    grad_hidden = torch.zeros_like(hs) if need_grad_hidden else None
+    grad_weight = torch.zeros_like(ws) if need_grad_weight else None
+    if top == 0.0:
+        return grad_hidden, grad_weight
+    terms = _row_terms(stats, const, row_weights / top)
+    out_scale = top * inv_tau
+    slice_cols = max(block_v, WORKSPACE_BYTES // (num_rows * hs.element_size()) // block_v * block_v)
+    slice_cols = min(slice_cols, _cdiv(vocab, block_v) * block_v)
+    single = slice_cols >= vocab
+    workspace = torch.empty((num_rows, slice_cols), dtype=hs.dtype, device=hs.device)
+    acc = None
+    if need_grad_hidden and not single:
+        acc = torch.zeros((num_rows, hidden), dtype=torch.float32, device=hs.device)
+    div_code = {"reverse_kl": k.REVERSE_KL, "forward_kl": k.FORWARD_KL, "jsd": k.JSD}[divergence]
+    log_beta = math.log(beta) if divergence == "jsd" else 0.0
+    log_1m_beta = math.log1p(-beta) if divergence == "jsd" else 0.0
+    for v_start in range(0, vocab, slice_cols):
+        v_stop = min(v_start + slice_cols, vocab)
+        width = v_stop - v_start
+        grid = (_cdiv(num_rows, tiles["BLOCK_M"]) * _cdiv(width, block_v),)
+        k._opd_grad_kernel[grid](
+            hs, ws, ht, wt, terms, workspace,
+            num_rows, hidden, ht.shape[1],
+            hs.stride(0), ws.stride(0), ht.stride(0), wt.stride(0), workspace.stride(0),
+            v_start, v_stop, inv_tau, beta, log_beta, log_1m_beta,
+            DIVERGENCE=div_code,
+            BLOCK_M=tiles["BLOCK_M"], BLOCK_V=block_v, BLOCK_K=tiles["BLOCK_K"], GROUP_M=GROUP_M,
+            DOT_PRECISION=_dot_precision(hs.dtype),
+            num_warps=tiles["num_warps"], num_stages=tiles["num_stages"],
+        )
+        dz = workspace[:, :width]  # (N, width)
+        if need_grad_weight:
+            rows_out = grad_weight[v_start:v_stop]  # (width, H_s), complete after this one GEMM
+            torch.addmm(rows_out, dz.T, hs, beta=0, alpha=out_scale, out=rows_out)
+        if need_grad_hidden and single:
+            torch.addmm(grad_hidden, dz, ws, beta=0, alpha=out_scale, out=grad_hidden)
+        elif need_grad_hidden:
+            _addmm_into_fp32_(acc, dz, ws[v_start:v_stop], out_scale)
+    del workspace
+    if acc is not None:
+        grad_hidden.copy_(acc)
+    return grad_hidden, grad_weight
+
+
+def _distill_triton(hs, ws, ht, wt, row_weights, divergence, beta, temperature,
+                    need_grad_hidden, need_grad_weight):
+    """Triton counterpart of `opd_reference.distill_forward_reference` (same contract)."""
+    inv_tau = 1.0 / temperature
+    stats = _stats_pass(hs, ws, ht, wt, None, inv_tau)
+    row_weights = row_weights.float()
+    if divergence == "jsd":
+        kl_pm, kl_qm = _jsd_pass(hs, ws, ht, wt, stats, inv_tau, beta)
+        value, const = beta * kl_qm + (1.0 - beta) * kl_pm, kl_pm
+    elif divergence == "reverse_kl":
+        value = const = stats["reverse_kl"]
+    else:
+        value, const = stats["forward_kl"], torch.zeros_like(stats["forward_kl"])
+    loss = torch.where(row_weights != 0, row_weights * value, 0.0).sum()
+    if not (need_grad_hidden or need_grad_weight):
+        return loss, None, None
+    grad_hidden, grad_weight = _gradient_pass(
+        hs, ws, ht, wt, stats, const, row_weights, divergence, beta, inv_tau,
+        need_grad_hidden, need_grad_weight,
+    )
+    return loss, grad_hidden, grad_weight
+
+
+def _token_stats_triton(hs, ws, ht, wt, tokens, temperature) -> TokenStats:
+    stats = _stats_pass(hs, ws, ht, wt, tokens, 1.0 / temperature)
+    return TokenStats(stats["entropy"], stats["logprob"], stats["reverse_kl"], stats["forward_kl"])
+
+
+class _DistillLoss(torch.autograd.Function):
+    """Loss and gradients in one forward; backward only scales the stored gradients."""
+
+    @staticmethod
+    def forward(ctx, hs, ws, ht, wt, row_weights, divergence, beta, temperature, impl,
+                need_grad_hidden, need_grad_weight):
+        run = _distill_triton if impl == "triton" else distill_forward_reference
+        loss, grad_hidden, grad_weight = run(
+            hs, ws, ht, wt, row_weights, divergence, beta, temperature,
+            need_grad_hidden, need_grad_weight,
+        )
+        ctx.save_for_backward(hs, ws, ht, wt, row_weights)
+        ctx.options = (divergence, beta, temperature, impl)
+        ctx.grads = (grad_hidden, grad_weight)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grads, ctx.grads = ctx.grads, None
+        if grads is None:
+            # A second backward through a retained graph. The first one handed its buffers over
+            # (keeping a copy would double the peak memory), so recompute them.
+            divergence, beta, temperature, impl = ctx.options
+            run = _distill_triton if impl == "triton" else distill_forward_reference
+            _, *grads = run(*ctx.saved_tensors, divergence, beta, temperature,
+                            ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        grad_hidden, grad_weight = grads
+        # Scale in place: these buffers belong to this call, and handing them over uncopied lets
+        # autograd store them as .grad without another (V x H) allocation.
+        for grad in (grad_hidden, grad_weight):
+            if grad is not None:
+                grad.mul_(grad_loss)
+        return grad_hidden, grad_weight, None, None, None, None, None, None, None, None, None
+
+
+def _check_matrix(name: str, tensor, rows: int | None = None, cols: int | None = None) -> None:
+    if not isinstance(tensor, torch.Tensor) or tensor.ndim != 2:
+        got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        raise ValueError(f"{name} must be a 2-D tensor, got {got}; flatten (B, T, H) hidden states "
+                         "to (N, H) by selecting the rows you need")
+    if tensor.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {tensor.dtype}")
+    if rows is not None and tensor.shape[0] != rows:
+        raise ValueError(f"{name} has {tensor.shape[0]} rows, expected {rows}")
+    if cols is not None and tensor.shape[1] != cols:
+        raise ValueError(f"{name} has {tensor.shape[1]} columns, expected {cols} (the hidden size "
+                         "of the matching hidden states)")
+
+
+def _validate(hs, ws, ht, wt, temperature) -> None:
+    _check_matrix("student_hidden", hs)
+    _check_matrix("student_weight", ws, cols=hs.shape[1])
+    if ws.shape[0] == 0:
+        raise ValueError("student_weight has no vocabulary rows")
+    _check_matrix("teacher_hidden", ht, rows=hs.shape[0])
+    _check_matrix("teacher_weight", wt, cols=ht.shape[1])
+    if wt.shape[0] < ws.shape[0]:
+        raise ValueError(
+            f"teacher_weight has {wt.shape[0]} vocabulary rows but student_weight has {ws.shape[0]}: "
+            "the teacher's vocabulary must cover the student's. A larger (padded) teacher "
+            "vocabulary is fine, its extra rows are ignored; if the student's head is the padded "
+            "one, slice student_weight to the shared vocabulary."
+        )
+    for name, h, w in (("student", hs, ws), ("teacher", ht, wt)):
+        if h.dtype != w.dtype:
+            raise TypeError(f"{name}_hidden ({h.dtype}) and {name}_weight ({w.dtype}) must share a "
+                            "dtype; cast one of them")
+    devices = {t.device for t in (hs, ws, ht, wt)}
+    if len(devices) != 1:
+        raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+
+
+def _choose_impl(impl: str | None, hs: torch.Tensor, ht: torch.Tensor) -> str:
+    if impl not in (None, *IMPLS):
+        raise ValueError(f"impl must be None (auto), 'torch' or 'triton', got {impl!r}")
+    if impl is None:
+        if hs.is_cuda and hs.dtype != torch.float64:
+            try:
+                import triton  # noqa: F401
+            except ImportError:
+                return "torch"
+            return "triton"
+        return "torch"
+    if impl == "triton":
+        if hs.dtype == torch.float64:
+            raise TypeError("impl='triton' does not support float64; use impl='torch'")
+        if not hs.is_cuda and not _interpreting():
+            raise RuntimeError("impl='triton' needs CUDA tensors, or TRITON_INTERPRET=1 set before "
+                               "kernels are first used (CPU interpreter, for tests)")
+        if _interpreting() and torch.bfloat16 in (hs.dtype, ht.dtype):
+            raise NotImplementedError(
+                "Triton's CPU interpreter computes bfloat16 tl.dot wrongly (it multiplies the raw "
+                "bits); use float16/float32 or impl='torch' when TRITON_INTERPRET=1"
+            )
+    return impl
+
+
+def _contiguous_rows(*tensors):
+    # Kernels index columns with unit stride; rows may have any stride.
+    return [t if t.stride(-1) == 1 else t.contiguous() for t in tensors]
+
+
+def token_stats(
+    student_hidden: torch.Tensor,
+    student_weight: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    teacher_weight: torch.Tensor,
+    tokens: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    impl: str | None = None,
+) -> TokenStats:
+    """Per-token student entropy, sampled-token log-prob, and reverse/forward KL to the teacher.
+
+    Never materialises logits: memory is O(N) beyond the inputs on the Triton path (the torch
+    path holds one (chunk x V) block). No gradient flows.
+
+    Shape:
+        student_hidden (N, H_s), student_weight (V, H_s), teacher_hidden (N, H_t),
+        teacher_weight (V_t, H_t) with V_t >= V (rows >= V, a padded vocabulary, are ignored),
+        tokens (N,); every output (N,).
+
+    Args:
+        student_hidden: Student final hidden states (after the final norm), one row per token.
+        student_weight: Student LM-head weight.
+        teacher_hidden: Teacher final hidden states for the same tokens.
+        teacher_weight: Teacher LM-head weight.
+        tokens: Optional sampled token ids in [0, V); gives `logprob`.
+        temperature: Softmax temperature applied to both models' logits.
+        impl: None (Triton on CUDA when available, else torch), "torch" or "triton".
+
+    Returns:
+        TokenStats(entropy, logprob, reverse_kl, forward_kl) as float32 (N,) tensors (float64 for
+        float64 inputs); logprob is None without tokens. reverse_kl is +inf where the teacher
+        gives probability 0 to a token the student can sample.
+
+    Raises:
+        ValueError, TypeError: on shapes, dtypes, devices, tokens or temperature out of range.
+        RuntimeError, NotImplementedError: when impl="triton" cannot run here.
+
+    Example:
+        >>> import torch, kernels
+        >>> h, w = torch.randn(3, 8), torch.randn(11, 8)
+        >>> s = kernels.token_stats(h, w, h, w, tokens=torch.tensor([0, 1, 2]))
+        >>> [round(float(x), 6) for x in s.reverse_kl]
+        [0.0, 0.0, 0.0]
+    """
+    _validate(student_hidden, student_weight, teacher_hidden, teacher_weight, temperature)
+    num_rows, vocab = student_hidden.shape[0], student_weight.shape[0]
+    if tokens is not None:
+        if tokens.shape != (num_rows,) or tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+            raise ValueError(f"tokens must be an integer tensor of shape ({num_rows},), got "
+                             f"{tokens.dtype} {tuple(tokens.shape)}")
+        if num_rows and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab):
+            raise ValueError(f"tokens must lie in [0, {vocab}) (the student vocabulary), got "
+                             f"[{int(tokens.min())}, {int(tokens.max())}]")
+        tokens = tokens.to(device=student_hidden.device, dtype=torch.int64).contiguous()
+    impl = _choose_impl(impl, student_hidden, teacher_hidden)
+    hs, ws, ht, wt = _contiguous_rows(student_hidden, student_weight, teacher_hidden, teacher_weight)
+    with torch.no_grad():
+        if num_rows == 0 or impl == "torch":
+            return token_stats_reference(hs, ws, ht, wt, tokens, temperature)
+        return _token_stats_triton(hs, ws, ht, wt, tokens, temperature)
+
+
+def distill_loss(
+    student_hidden: torch.Tensor,
+    student_weight: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    teacher_weight: torch.Tensor,
+    divergence: str = "reverse_kl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    weights: torch.Tensor | None = None,
+    reduction: str = "sum",
+    impl: str | None = None,
+) -> torch.Tensor:
+    """Weighted sum (or mean) over tokens of a student-teacher divergence, from hidden states.
+
+    Differentiable with respect to `student_hidden` and `student_weight`; the teacher tensors and
+    `weights` are constants (no gradient flows to them even if they require one). The gradients
+    are produced during the forward pass, since the loss is a weighted sum known in advance, so
+    backward only scales them by the incoming gradient. To train on a subset of tokens, gather
+    their rows first: the cost is proportional to the rows passed.
+
+    Shape:
+        student_hidden (N, H_s), student_weight (V, H_s), teacher_hidden (N, H_t),
+        teacher_weight (V_t, H_t) with V_t >= V (rows >= V are ignored), weights (N,);
+        output: a 0-dim float32 tensor (float64 for float64 inputs).
+
+    Args:
+        student_hidden: Student final hidden states, one row per token.
+        student_weight: Student LM-head weight.
+        teacher_hidden: Teacher final hidden states for the same tokens.
+        teacher_weight: Teacher LM-head weight.
+        divergence: "reverse_kl" = KL(student || teacher), "forward_kl" = KL(teacher || student),
+            or "jsd": beta KL(q || m) + (1 - beta) KL(p || m) with m = beta q + (1 - beta) p;
+            beta = 0 gives forward_kl and beta = 1 reverse_kl exactly (TRL's convention).
+        beta: JSD mixture weight of the teacher, in [0, 1].
+        temperature: Softmax temperature applied to both models' logits.
+        weights: Optional per-token weights (e.g. Paced-style); a row with weight 0 contributes
+            exactly nothing, even if its divergence is infinite.
+        reduction: "sum", or "mean" = sum / N (N = rows passed; the loss is 0 when N = 0).
+        impl: None (Triton on CUDA when available, else torch), "torch" or "triton".
+
+    Returns:
+        The loss.
+
+    Raises:
+        ValueError, TypeError: on bad shapes, dtypes, devices or option values.
+        RuntimeError, NotImplementedError: when impl="triton" cannot run here.
+
+    Example:
+        >>> import torch, kernels
+        >>> h = torch.randn(4, 8, requires_grad=True)
+        >>> w = torch.randn(11, 8, requires_grad=True)
+        >>> loss = kernels.distill_loss(h, w, torch.randn(4, 6), torch.randn(11, 6), reduction="mean")
+        >>> loss.backward()
+        >>> h.grad.shape, w.grad.shape
+        (torch.Size([4, 8]), torch.Size([11, 8]))
+    """
+    _validate(student_hidden, student_weight, teacher_hidden, teacher_weight, temperature)
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
+    if not (isinstance(beta, (int, float)) and 0.0 <= beta <= 1.0):
+        raise ValueError(f"beta must be a number in [0, 1], got {beta!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    num_rows = student_hidden.shape[0]
+    acc = accumulation_dtype(student_hidden.dtype)
+    if weights is None:
+        row_weights = torch.ones(num_rows, dtype=acc, device=student_hidden.device)
+    else:
+        if not isinstance(weights, torch.Tensor) or weights.shape != (num_rows,) or not weights.is_floating_point():
+            got = (weights.dtype, tuple(weights.shape)) if isinstance(weights, torch.Tensor) else type(weights)
+            raise ValueError(f"weights must be a floating tensor of shape ({num_rows},), got {got}")
+        row_weights = weights.detach().to(device=student_hidden.device, dtype=acc)
+    if reduction == "mean" and num_rows:
+        row_weights = row_weights / num_rows
+    impl = _choose_impl(impl, student_hidden, teacher_hidden)
+    hs, ws, ht, wt = _contiguous_rows(student_hidden, student_weight, teacher_hidden, teacher_weight)
+    grad_on = torch.is_grad_enabled()
+    return _DistillLoss.apply(
+        hs, ws, ht.detach(), wt.detach(), row_weights.contiguous(),
+        resolve_divergence(divergence, float(beta)), float(beta), float(temperature),
+        "torch" if num_rows == 0 else impl,
+        grad_on and student_hidden.requires_grad, grad_on and student_weight.requires_grad,
+    )

@@ -1,0 +1,372 @@
+"""kernels.token_stats / kernels.distill_loss: both implementations against a float64 reference.
+
+Errors are normwise: max |ours - reference| / max |reference| over the compared tensor. The
+Triton path runs in Triton's CPU interpreter when there is no GPU (see conftest.py); the
+interpreter computes bfloat16 tl.dot wrongly, so bfloat16 is tested on the torch path only
+(and on the Triton path only when a GPU is present).
+"""
+
+import doctest
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import kernels
+from kernels import opd, opd_reference
+from kernels.opd_reference import materialised_distill_loss, materialised_token_stats
+
+# numpy warns about -inf - -inf or exp overflow in masked lanes of the interpreter; those lanes
+# are discarded by `where` or masked stores.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:triton.runtime.interpreter")
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+_TRITON_MARKS = [pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")]
+
+# (N, V, H_s, H_t). N = 1; an odd N with V not a multiple of any block; V a multiple of the
+# block. H_s != H_t in the first two. Small enough for the interpreter (~1 s per call).
+SHAPES = [(1, 1000, 32, 48), (37, 1000, 64, 32), (64, 2048, 32, 32)]
+# Per-dtype normwise tolerance. Half-precision gradients are returned in the input dtype, so
+# their error is dominated by one final rounding (2^-11 for fp16, 2^-8 for bf16).
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+_TRITON_DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
+DTYPES = {"torch": [torch.float32, torch.float16, torch.bfloat16], "triton": _TRITON_DTYPES}
+DIVERGENCES = [("reverse_kl", 0.5), ("forward_kl", 0.5), ("jsd", 0.3)]
+
+
+def _impl_dtype_cases():
+    return [
+        pytest.param(impl, dtype, id=f"{impl}-{str(dtype).removeprefix('torch.')}",
+                     marks=_TRITON_MARKS if impl == "triton" else [])
+        for impl, dtypes in DTYPES.items()
+        for dtype in dtypes
+    ]
+
+
+IMPLS = ["torch", pytest.param("triton", marks=_TRITON_MARKS)]
+
+
+def _rel(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    ref = ref.double()
+    return float((ours.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
+
+
+def _inputs(shape, dtype, seed, pad=0):
+    """Random (h_s, W_s, h_t, W_t) with logits of standard deviation ~2 (peaked, not one-hot)."""
+    num_rows, vocab, h_s, h_t = shape
+    gen = torch.Generator().manual_seed(seed)
+    tensors = (
+        torch.randn(num_rows, h_s, generator=gen),
+        torch.randn(vocab, h_s, generator=gen) * (2 / h_s**0.5),
+        torch.randn(num_rows, h_t, generator=gen),
+        torch.randn(vocab + pad, h_t, generator=gen) * (2 / h_t**0.5),
+    )
+    return [t.to(DEVICE, dtype) for t in tensors]
+
+
+def _grads(loss_fn, hs, ws, grad_scale=0.37):
+    """Loss value and (d h_s, d W_s) of grad_scale * loss, on fresh leaves (grad_output != 1)."""
+    h = hs.detach().clone().requires_grad_(True)
+    w = ws.detach().clone().requires_grad_(True)
+    loss = loss_fn(h, w)
+    (grad_scale * loss).backward()
+    return loss.detach(), h.grad, w.grad
+
+
+def _reference_grads(hs, ws, ht, wt, **kwargs):
+    return _grads(lambda h, w: materialised_distill_loss(h.double(), w.double(), ht, wt, **kwargs), hs, ws)
+
+
+@pytest.mark.parametrize("impl,dtype", _impl_dtype_cases())
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_token_stats_matches_float64(impl, dtype, shape):
+    hs, ws, ht, wt = _inputs(shape, dtype, seed=shape[0])
+    tokens = torch.randint(0, shape[1], (shape[0],), device=DEVICE)
+    ours = kernels.token_stats(hs, ws, ht, wt, tokens=tokens, temperature=0.7, impl=impl)
+    ref = materialised_token_stats(hs, ws, ht, wt, tokens=tokens, temperature=0.7)
+    for name in ref._fields:
+        assert getattr(ours, name).dtype == torch.float32
+        assert getattr(ours, name).shape == (shape[0],)
+        # Statistics accumulate in fp32 from exactly the same (rounded) inputs: 1e-5 at any dtype.
+        assert _rel(getattr(ours, name), getattr(ref, name)) < 1e-5, name
+    assert kernels.token_stats(hs, ws, ht, wt, impl=impl).logprob is None
+
+
+@pytest.mark.parametrize("impl,dtype", _impl_dtype_cases())
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("divergence,beta", DIVERGENCES, ids=[d for d, _ in DIVERGENCES])
+def test_distill_loss_matches_float64(impl, dtype, shape, divergence, beta):
+    hs, ws, ht, wt = _inputs(shape, dtype, seed=7 * shape[0] + 1)
+    weights = torch.rand(shape[0], generator=torch.Generator().manual_seed(3)).to(DEVICE)
+    weights[::5] = 0.0  # Paced-style weights with some tokens switched off
+    reduction = "mean" if shape[0] % 2 else "sum"
+    kwargs = dict(divergence=divergence, beta=beta, temperature=0.8, weights=weights, reduction=reduction)
+    loss, grad_h, grad_w = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, impl=impl, **kwargs), hs, ws)
+    ref_loss, ref_h, ref_w = _reference_grads(hs, ws, ht, wt, **kwargs)
+    assert loss.dtype == torch.float32 and loss.shape == ()
+    assert grad_h.dtype == dtype and grad_w.dtype == dtype
+    assert _rel(loss, ref_loss) < 1e-5
+    tol = TOLERANCE[dtype]
+    assert _rel(grad_h, ref_h) < tol
+    assert _rel(grad_w, ref_w) < tol
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_jsd_endpoints_are_exactly_the_kls(impl):
+    hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.float32, seed=11)
+    for beta, kl in ((0.0, "forward_kl"), (1.0, "reverse_kl")):
+        jsd = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, "jsd", beta=beta, impl=impl), hs, ws)
+        ref = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, kl, impl=impl), hs, ws)
+        for a, b in zip(jsd, ref):
+            assert torch.equal(a, b), (beta, kl)
+
+
+def _large_logit_inputs(dtype, num_rows=9, vocab=1000, hidden=32):
+    """Integer inputs whose logits are exact in fp32: +-8192 per-row offsets plus small integers.
+
+    Column 0 of every hidden row is +-8192 and column 0 of W is 1, so each row's logits are
+    offset by +-8192 (all-negative rows test that running maxima start at -inf). The other
+    entries are small integers, so every product and partial sum is exact in fp32 (and the
+    inputs are exact in fp16): the float64 reference sees the very same logits.
+    """
+    gen = torch.Generator().manual_seed(5)
+
+    def ints(*size, lo, hi):
+        return torch.randint(lo, hi, size, generator=gen).double()
+
+    hs, ht = ints(num_rows, hidden, lo=-1, hi=2), ints(num_rows, hidden, lo=-1, hi=2)
+    ws, wt = ints(vocab, hidden, lo=-1, hi=2), ints(vocab, hidden, lo=-1, hi=2)
+    sign = torch.tensor([1.0, -1.0]).repeat(num_rows)[:num_rows]
+    hs[:, 0], ht[:, 0] = 8192.0 * sign, -8192.0 * sign
+    ws[:, 0], wt[:, 0] = 1.0, 1.0
+    return [t.to(DEVICE, dtype) for t in (hs, ws, ht, wt)]
+
+
+@pytest.mark.parametrize("impl,dtype", [c for c in _impl_dtype_cases() if c.values[1] != torch.bfloat16])
+def test_logits_of_magnitude_1e4(impl, dtype):
+    hs, ws, ht, wt = _large_logit_inputs(dtype)
+    tokens = torch.arange(hs.shape[0], device=DEVICE) * 37
+    ours = kernels.token_stats(hs, ws, ht, wt, tokens=tokens, impl=impl)
+    ref = materialised_token_stats(hs, ws, ht, wt, tokens=tokens)
+    assert (hs.double() @ ws.double().T).abs().min() > 8000  # the logits really are ~1e4
+    for name in ref._fields:
+        assert torch.isfinite(getattr(ours, name)).all(), name
+        assert _rel(getattr(ours, name), getattr(ref, name)) < 1e-5, name
+    for divergence in ("reverse_kl", "jsd"):
+        got = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, divergence, impl=impl), hs, ws)
+        want = _reference_grads(hs, ws, ht, wt, divergence=divergence)
+        assert _rel(got[0], want[0]) < 1e-5
+        assert _rel(got[1], want[1]) < TOLERANCE[dtype]
+        assert _rel(got[2], want[2]) < TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_padded_teacher_vocabulary_is_masked(impl):
+    hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.float32, seed=13, pad=24)
+    garbage = wt.clone()
+    garbage[1000:] = float("nan")  # never read: a zero-filled or softmaxed pad would show up
+    garbage[1000::2] = float("-inf")
+    exact = wt[:1000].clone()
+    for name, a, b in zip(opd_reference.TokenStats._fields,
+                          kernels.token_stats(hs, ws, ht, garbage, impl=impl),
+                          kernels.token_stats(hs, ws, ht, exact, impl=impl)):
+        if a is not None:
+            assert torch.equal(a, b), name
+    got = _grads(lambda h, w: kernels.distill_loss(h, w, ht, garbage, "jsd", impl=impl), hs, ws)
+    want = _grads(lambda h, w: kernels.distill_loss(h, w, ht, exact, "jsd", impl=impl), hs, ws)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    with pytest.raises(ValueError, match="teacher's vocabulary must cover"):
+        kernels.token_stats(hs, ws, ht, wt[:999], impl=impl)
+
+
+def _neg_inf_teacher(dtype):
+    """A teacher whose logits are -inf on a third of the columns (probability exactly 0)."""
+    hs, ws, ht, wt = _inputs((37, 1000, 32, 48), dtype, seed=17)
+    ht[:, 0] = 1.0
+    wt[::3, 0] = float("-inf")  # u_j = 1 * -inf + finite = -inf
+    return hs, ws, ht, wt
+
+
+@pytest.mark.parametrize("impl,dtype", [c for c in _impl_dtype_cases() if c.values[1] != torch.bfloat16])
+def test_teacher_with_neg_inf_logits(impl, dtype):
+    hs, ws, ht, wt = _neg_inf_teacher(dtype)
+    ours = kernels.token_stats(hs, ws, ht, wt, impl=impl)
+    ref = materialised_token_stats(hs, ws, ht, wt)
+    assert torch.isinf(ref.reverse_kl).all() and torch.isinf(ours.reverse_kl).all()
+    for name in ("entropy", "forward_kl"):
+        assert _rel(getattr(ours, name), getattr(ref, name)) < 1e-5, name
+    for divergence in ("forward_kl", "jsd"):
+        got = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, divergence, impl=impl), hs, ws)
+        want = _reference_grads(hs, ws, ht, wt, divergence=divergence)
+        assert _rel(got[0], want[0]) < 1e-5
+        assert _rel(got[1], want[1]) < TOLERANCE[dtype]
+        assert _rel(got[2], want[2]) < TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_zero_weight_rows_contribute_nothing(impl):
+    hs, ws, ht, wt = _neg_inf_teacher(torch.float32)
+    zeros = torch.zeros(hs.shape[0], device=DEVICE)
+    # Every row has reverse_kl = +inf, but with all weights 0 nothing is selected.
+    loss, grad_h, grad_w = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, weights=zeros, impl=impl), hs, ws)
+    assert float(loss) == 0.0
+    assert not grad_h.any() and not grad_w.any()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_empty_input(impl):
+    hs, ws, ht, wt = _inputs((0, 1000, 32, 48), torch.float32, seed=0)
+    stats = kernels.token_stats(hs, ws, ht, wt, tokens=torch.zeros(0, dtype=torch.long, device=DEVICE), impl=impl)
+    assert all(t.shape == (0,) for t in stats)
+    for reduction in ("sum", "mean"):
+        loss, grad_h, grad_w = _grads(
+            lambda h, w: kernels.distill_loss(h, w, ht, wt, reduction=reduction, impl=impl), hs, ws)
+        assert float(loss) == 0.0
+        assert grad_h.shape == hs.shape and grad_w.shape == ws.shape and not grad_w.any()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_identical_models_have_exactly_zero_kl(impl):
+    # Student and teacher logits come from the same tile code, so they agree bit for bit.
+    hs, ws, _, _ = _inputs((37, 1000, 32, 32), torch.float32, seed=19)
+    stats = kernels.token_stats(hs, ws, hs, ws, impl=impl)
+    assert not stats.reverse_kl.any() and not stats.forward_kl.any()
+    _, grad_h, grad_w = _grads(lambda h, w: kernels.distill_loss(h, w, hs, ws, impl=impl), hs, ws)
+    assert not grad_h.any() and not grad_w.any()
+
+
+@pytest.mark.parametrize("divergence,beta", DIVERGENCES + [("jsd", 0.0), ("jsd", 1.0)])
+def test_gradcheck_torch_path_float64(divergence, beta):
+    gen = torch.Generator().manual_seed(23)
+    hs = torch.randn(3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    ws = torch.randn(7, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    ht = torch.randn(3, 5, generator=gen, dtype=torch.float64)
+    wt = torch.randn(9, 5, generator=gen, dtype=torch.float64)
+    weights = torch.tensor([0.5, 0.0, 2.0], dtype=torch.float64)
+
+    def loss(h, w):
+        return kernels.distill_loss(h, w, ht, wt, divergence, beta, 0.8, weights, "mean", impl="torch")
+
+    assert torch.autograd.gradcheck(loss, (hs, ws))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_second_backward_recomputes_gradients(impl):
+    hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.float32, seed=29)
+    h, w = hs.clone().requires_grad_(True), ws.clone().requires_grad_(True)
+    loss = kernels.distill_loss(h, w, ht, wt, "jsd", impl=impl)
+    first = torch.autograd.grad(loss, (h, w), retain_graph=True)
+    second = torch.autograd.grad(2.0 * loss, (h, w))
+    for a, b in zip(first, second):
+        torch.testing.assert_close(2.0 * a, b, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_no_grad_and_single_input_gradients(impl):
+    hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.float32, seed=31)
+    full = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, impl=impl), hs, ws)
+    with torch.no_grad():
+        assert torch.equal(kernels.distill_loss(hs, ws, ht, wt, impl=impl), full[0])
+    h = hs.clone().requires_grad_(True)  # weight frozen: only d h_s is formed
+    kernels.distill_loss(h, ws, ht, wt, impl=impl).backward()
+    torch.testing.assert_close(h.grad, full[1] / 0.37, rtol=1e-6, atol=0)
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_triton_gradient_in_several_vocabulary_slices(monkeypatch, dtype):
+    # A tiny workspace forces 8 slices: d W_s per slice, d h_s accumulated in fp32 across them.
+    monkeypatch.setattr(opd, "WORKSPACE_BYTES", 37 * 128 * 2)
+    hs, ws, ht, wt = _inputs((37, 1000, 32, 48), dtype, seed=37)
+    for divergence, beta in DIVERGENCES:
+        got = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, divergence, beta, impl="triton"), hs, ws)
+        want = _reference_grads(hs, ws, ht, wt, divergence=divergence, beta=beta)
+        assert _rel(got[1], want[1]) < TOLERANCE[dtype], divergence
+        assert _rel(got[2], want[2]) < TOLERANCE[dtype], divergence
+
+
+def test_torch_path_chunking_is_bounded_and_invisible(monkeypatch):
+    vocab = 151936
+    rows = opd_reference._row_chunk(32768, vocab, torch.float32)
+    assert rows * vocab * 4 <= opd_reference.CHUNK_BYTES and rows >= 64
+    hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.float32, seed=41)
+    whole = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, "jsd", impl="torch"), hs, ws)
+    stats = kernels.token_stats(hs, ws, ht, wt, impl="torch")
+    monkeypatch.setattr(opd_reference, "CHUNK_BYTES", 5 * 1000 * 4)  # 5-row chunks
+    chunked = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, "jsd", impl="torch"), hs, ws)
+    # Only the BLAS blocking of the smaller matmuls differs.
+    for a, b in zip(whole, chunked):
+        assert _rel(a, b) < 1e-6
+    for a, b in zip(stats, kernels.token_stats(hs, ws, ht, wt, impl="torch")):
+        if a is not None:
+            assert _rel(a, b) < 1e-6
+
+
+def _bad_calls():
+    hs, ws, ht, wt = _inputs((4, 50, 8, 6), torch.float32, seed=0)
+    ok = dict(student_hidden=hs, student_weight=ws, teacher_hidden=ht, teacher_weight=wt)
+    return [
+        ("divergence", dict(ok, divergence="kl"), ValueError, "divergence must be one of"),
+        ("reduction", dict(ok, reduction="none"), ValueError, "reduction must be one of"),
+        ("impl", dict(ok, impl="cuda"), ValueError, "impl must be"),
+        ("beta", dict(ok, divergence="jsd", beta=1.5), ValueError, "beta must be"),
+        ("temperature", dict(ok, temperature=0.0), ValueError, "temperature must be"),
+        ("weights", dict(ok, weights=torch.ones(3)), ValueError, "weights must be"),
+        ("rows", dict(ok, teacher_hidden=ht[:3]), ValueError, "teacher_hidden has 3 rows"),
+        ("hidden", dict(ok, student_weight=ws[:, :7]), ValueError, "student_weight has 7 columns"),
+        ("3d", dict(ok, student_hidden=hs[None]), ValueError, "must be a 2-D tensor"),
+        ("dtype", dict(ok, student_weight=ws.double()), TypeError, "must share a dtype"),
+        ("vocab", dict(ok, teacher_weight=wt[:49]), ValueError, "must cover the student's"),
+    ]
+
+
+@pytest.mark.parametrize("case", _bad_calls(), ids=lambda c: c[0])
+def test_invalid_arguments_raise(case):
+    _, kwargs, error, match = case
+    with pytest.raises(error, match=match):
+        kernels.distill_loss(**kwargs)
+
+
+def test_invalid_tokens_raise():
+    hs, ws, ht, wt = _inputs((4, 50, 8, 6), torch.float32, seed=0)
+    with pytest.raises(ValueError, match=r"tokens must lie in \[0, 50\)"):
+        kernels.token_stats(hs, ws, ht, wt, tokens=torch.tensor([0, 1, 2, 50], device=DEVICE))
+    with pytest.raises(ValueError, match="tokens must be an integer tensor"):
+        kernels.token_stats(hs, ws, ht, wt, tokens=torch.zeros(4, device=DEVICE))
+
+
+@pytest.mark.skipif(not HAS_TRITON or DEVICE == "cuda", reason="CPU-only check")
+def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
+    hs, ws, ht, wt = _inputs((4, 50, 8, 6), torch.float32, seed=0)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        kernels.token_stats(hs, ws, ht, wt, impl="triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    with pytest.raises(NotImplementedError, match="bfloat16"):
+        kernels.token_stats(hs.bfloat16(), ws.bfloat16(), ht, wt, impl="triton")
+
+
+def test_import_needs_neither_triton_nor_other_packages():
+    code = (
+        "import sys; sys.modules['triton'] = None\n"
+        "import torch, kernels\n"
+        "h, w = torch.randn(3, 8, requires_grad=True), torch.randn(11, 8)\n"
+        "kernels.distill_loss(h, w, torch.randn(3, 5), torch.randn(11, 5)).backward()\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('envs', 'agents', 'trainers', 'transformers')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(_repo_root()))
+
+
+def _repo_root():
+    import pathlib
+
+    return pathlib.Path(kernels.__file__).resolve().parent.parent
+
+
+def test_docstring_examples():
+    result = doctest.testmod(opd)
+    assert result.failed == 0 and result.attempted > 0
