@@ -1,0 +1,312 @@
+"""`python -m leaderboard.evaluate`: play an agent on a suite and append one results row per trial.
+
+Example:
+    python -m leaderboard.evaluate agent=thompson suite=bandits trials=50 output_dir=outputs/leaderboard
+    python -m leaderboard.evaluate -m agent=oracle,thompson,thompson_memoryless suite=bandits
+    python -m leaderboard.evaluate agent=hf agent.model_path_or_model=/path/to/model suite=orbit-heldout
+
+Trials are independent jobs (env id, episodes, seed, agent config); baselines run in a process pool
+whose workers rebuild the env and agent from that plain config, model agents (`hf`, `vllm`,
+`openai`) run in this process through their batched `play_batch`. Results come back in job order
+and are appended as they arrive, so a killed run, rerun with the same arguments, skips the rows it
+already wrote and ends with the same file an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+import agents
+import envs  # noqa: F401  (registers the icl/ ids in this process and in every spawned worker)
+from leaderboard.evaluate_config import (
+    AgentConfig,
+    BaselineAgentConfig,
+    EvaluateConfig,
+    HFAgentConfig,
+    OpenAIAgentConfig,
+    VLLMAgentConfig,
+    register_configs,
+)
+from leaderboard.executors import SerialExecutor, make_executor
+from leaderboard.results import ResultsFile, RowKey, make_row
+from leaderboard.suites import SuiteRun, resolve_suite
+
+__all__ = ["TrialJob", "evaluate", "agent_hash", "build_agent", "plan_jobs", "run_trial", "main"]
+
+# Keys that select or label an agent but do not change how it plays, so they stay out of its hash.
+_NON_BEHAVIOUR_KEYS = ("name", "role", "envs", "exclude_envs", "batch_size")
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """One trial to play: plain data, so a spawned worker can rebuild everything from it."""
+
+    agent: AgentConfig
+    agent_hash: str
+    suite: str
+    env_id: str
+    episodes: int
+    env_kwargs: tuple[tuple[str, Any], ...]
+    seed: int
+
+    @property
+    def key(self) -> RowKey:
+        """The identity key of the row this job writes."""
+        return (f"{self.agent.name}@{self.agent_hash}", self.env_id, self.episodes, self.seed)
+
+
+def _plain(config: AgentConfig) -> dict:
+    return json.loads(json.dumps(asdict(config), default=lambda value: getattr(value, "value", str(value))))
+
+
+def agent_hash(config: AgentConfig) -> str:
+    """Eight hex digits of SHA-256 over the agent's behaviour keys (its class and arguments)."""
+    behaviour = {key: value for key, value in _plain(config).items() if key not in _NON_BEHAVIOUR_KEYS}
+    behaviour["config_class"] = type(config).__name__
+    return hashlib.sha256(json.dumps(behaviour, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def skip_reason(config: AgentConfig, env_id: str) -> str | None:
+    """Why `config` does not run on `env_id` (None when it does)."""
+    if config.envs and not any(fnmatch.fnmatchcase(env_id, pattern) for pattern in config.envs):
+        return f"not in agent.envs {list(config.envs)}"
+    if any(fnmatch.fnmatchcase(env_id, pattern) for pattern in config.exclude_envs):
+        return "matched agent.exclude_envs"
+    if isinstance(config, BaselineAgentConfig) and config.baseline not in agents.baseline_names(env_id):
+        return f"no {config.baseline!r} baseline for its family (has {agents.baseline_names(env_id)})"
+    return None
+
+
+def build_agent(config: AgentConfig, env_id: str) -> Any:
+    """The agent a config describes; model agents are imported only here, so baselines never import torch.
+
+    Raises:
+        ValueError: on an unknown `kind`, naming the allowed kinds.
+    """
+    if isinstance(config, BaselineAgentConfig):
+        return agents.baseline(config.baseline, env_id, memory=config.memory, **config.kwargs)
+    sampling = dict(temperature=config.temperature, top_p=config.top_p)
+    if isinstance(config, HFAgentConfig):
+        from agents.hf_agent import HFAgent
+
+        return HFAgent(
+            config.model_path_or_model,
+            context=config.context,
+            max_new_tokens=config.max_new_tokens,
+            max_context_tokens=config.max_context_tokens,
+            **sampling,
+        )
+    if isinstance(config, VLLMAgentConfig):
+        from agents.vllm_agent import VLLMAgent
+
+        return VLLMAgent(
+            config.model,
+            context=config.context,
+            max_new_tokens=config.max_new_tokens,
+            max_context_tokens=config.max_context_tokens,
+            **sampling,
+        )
+    if isinstance(config, OpenAIAgentConfig):
+        from agents.openai_agent import OpenAIAgent
+
+        return OpenAIAgent(
+            config.model,
+            config.base_url,
+            api_key_env=config.api_key_env,
+            max_tokens=config.max_tokens,
+            timeout=config.timeout,
+            max_retries=config.max_retries,
+            max_concurrency=config.max_concurrency,
+            **sampling,
+        )
+    raise ValueError(f"unknown agent kind {config.kind!r}; allowed: baseline, hf, vllm, openai")
+
+
+def _make_env(job: TrialJob) -> gym.Env:
+    return gym.make(job.env_id, episodes=job.episodes, **dict(job.env_kwargs))
+
+
+def _row(job: TrialJob, record: dict, wall_time_s: float, tokens_in=None, tokens_out=None) -> dict:
+    return make_row(
+        agent=job.agent.name,
+        agent_hash=job.agent_hash,
+        agent_role=job.agent.role.value,
+        suite=job.suite,
+        env_id=job.env_id,
+        episodes=job.episodes,
+        env_kwargs=dict(job.env_kwargs),
+        seed=job.seed,
+        record=record,
+        wall_time_s=wall_time_s,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+    )
+
+
+def run_trial(job: TrialJob) -> dict:
+    """Play one trial with a fresh env and agent (runs in a pool worker); returns its row.
+
+    Raises:
+        RuntimeError: naming the agent, env and seed when the trial fails.
+    """
+    start = time.perf_counter()
+    try:
+        env = _make_env(job)
+        record = agents.play_trial(env, build_agent(job.agent, job.env_id), seed=job.seed)
+        env.close()
+    except Exception as error:
+        raise RuntimeError(
+            f"agent {job.agent.name} failed on {job.env_id} (episodes={job.episodes}, seed={job.seed}): "
+            f"{type(error).__name__}: {error}. If the agent cannot play this env, add it to the agent's "
+            "exclude_envs in configs/agent/."
+        ) from error
+    return _row(job, record, time.perf_counter() - start)
+
+
+# Model agents are built once per process and reused for every batch (loading weights is the slow part).
+_MODEL_AGENTS: dict[str, Any] = {}
+
+
+def _run_batch(jobs: list[TrialJob]) -> list[dict]:
+    """Play a batch of trials of one env with a batched model agent, in this process."""
+    first = jobs[0]
+    agent = _MODEL_AGENTS.get(first.agent_hash)
+    if agent is None:
+        agent = _MODEL_AGENTS[first.agent_hash] = build_agent(first.agent, first.env_id)
+    start = time.perf_counter()
+    trials = agent.play_batch([_make_env(job) for job in jobs], [job.seed for job in jobs], greedy=first.agent.greedy)
+    # One forward pass serves the whole batch, so each trial is charged an equal share of its time.
+    share = (time.perf_counter() - start) / len(jobs)
+    return [_row(job, trial.record, share, trial.tokens_in, trial.tokens_out) for job, trial in zip(jobs, trials, strict=True)]
+
+
+def plan_jobs(config: EvaluateConfig, runs: list[SuiteRun]) -> list[tuple[SuiteRun, list[TrialJob], dict[str, str]]]:
+    """Every (suite, its jobs in run order, env ids skipped with the reason) for the config's agent."""
+    digest = agent_hash(config.agent)
+    plans = []
+    for run in runs:
+        jobs, skipped = [], {}
+        for env in run.envs:
+            reason = skip_reason(config.agent, env.env_id)
+            if reason is not None:
+                skipped[env.env_id] = reason
+                continue
+            jobs += [
+                TrialJob(config.agent, digest, run.name, env.env_id, env.episodes, env.kwargs, seed) for seed in run.seeds
+            ]
+        plans.append((run, jobs, skipped))
+    return plans
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+def _record_definitions(output_dir: Path, runs: list[SuiteRun], config: AgentConfig, digest: str) -> None:
+    """Keep the suites and agent configs next to the results, so rendering needs no config files."""
+    for filename, updates in (
+        ("suites.json", {run.name: run.to_dict() for run in runs}),
+        ("agents.json", {f"{config.name}@{digest}": _plain(config)}),
+    ):
+        path = output_dir / filename
+        known = json.loads(path.read_text()) if path.exists() else {}
+        _write_json_atomic(path, {**known, **updates})
+
+
+def _check_consistent(results: ResultsFile, jobs: list[TrialJob]) -> None:
+    for job in jobs:
+        row = results.rows.get(job.key)
+        if row is not None and row["env_kwargs"] != dict(job.env_kwargs):
+            raise ValueError(
+                f"{results.path} already holds {job.env_id} (seed {job.seed}) played with env kwargs "
+                f"{row['env_kwargs']}, but the suite now asks for {dict(job.env_kwargs)}; evaluate into a new output_dir"
+            )
+
+
+def evaluate(config: EvaluateConfig) -> Path:
+    """Run the config's agent on its suite, appending the rows not yet in `<output_dir>/results.jsonl`.
+
+    Args:
+        config: a typed config (`OmegaConf.to_object` of the composed Hydra config).
+
+    Returns:
+        The path of the results file.
+
+    Raises:
+        ValueError: when the agent runs on no env of the suite, or on an unregistered env id.
+    """
+    runs = resolve_suite(config.suite, config.trials)
+    plans = plan_jobs(config, runs)
+    if not any(jobs for _, jobs, _ in plans):
+        reasons = {env_id: reason for _, _, skipped in plans for env_id, reason in skipped.items()}
+        raise ValueError(f"agent {config.agent.name} runs on no env of suite {config.suite.name}: {reasons}")
+    batched = not isinstance(config.agent, BaselineAgentConfig)
+    output_dir = Path(config.output_dir)
+    with ResultsFile(output_dir) as results:
+        _record_definitions(output_dir, runs, config.agent, agent_hash(config.agent))
+        executor = SerialExecutor() if batched else make_executor(config.executor, config.workers, config.chunk_size)
+        with executor:
+            for run, jobs, skipped in plans:
+                for env_id, reason in skipped.items():
+                    print(f"[{run.name}] {config.agent.name} skips {env_id}: {reason}", file=sys.stderr)
+                _check_consistent(results, jobs)
+                pending = [job for job in jobs if job.key not in results]
+                bar = tqdm(
+                    total=len(jobs), initial=len(jobs) - len(pending), desc=f"{run.name} | {config.agent.name}",
+                    unit="trial", disable=not config.progress, file=sys.stderr,
+                )
+                if batched:
+                    size = config.agent.batch_size
+                    batches = [
+                        chunk
+                        for env_id in dict.fromkeys(job.env_id for job in pending)
+                        for same_env in [[job for job in pending if job.env_id == env_id]]
+                        for chunk in (same_env[start : start + size] for start in range(0, len(same_env), size))
+                    ]
+                    for rows in executor.map(_run_batch, batches):
+                        bar.update(results.extend(rows))
+                else:
+                    for row in executor.map(run_trial, pending):
+                        bar.update(int(results.append(row)))
+                bar.close()
+    print(f"{results.path}: {len(results.rows)} rows")
+    return results.path
+
+
+def config_from_overrides(overrides: list[str] | None = None) -> EvaluateConfig:
+    """Compose `configs/evaluate.yaml` with command-line style overrides into a typed config (for tests, notebooks)."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    config_dir = str(Path(__file__).resolve().parents[1] / "configs")
+    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+        composed = compose(config_name="evaluate", overrides=list(overrides or []))
+    return OmegaConf.to_object(composed)
+
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
+def main(config: DictConfig) -> None:
+    """Hydra entry point: validate the composed config and evaluate."""
+    evaluate(OmegaConf.to_object(config))
+
+
+if __name__ == "__main__":
+    main()

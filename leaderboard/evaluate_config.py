@@ -1,0 +1,280 @@
+"""Structured-config schema of `python -m leaderboard.evaluate`: the evaluation, its agent and its suite.
+
+Every YAML file under `configs/` that `evaluate` composes extends one of these dataclasses (through
+its `defaults` list), so Hydra rejects an unknown key by name and an enum by its allowed values;
+`__post_init__` rejects bad values when `OmegaConf.to_object` builds the typed config.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+__all__ = [
+    "AgentRole",
+    "ExecutorKind",
+    "RankMetric",
+    "AgentConfig",
+    "BaselineAgentConfig",
+    "HFAgentConfig",
+    "OpenAIAgentConfig",
+    "VLLMAgentConfig",
+    "SuiteEnvConfig",
+    "SuiteConfig",
+    "EvaluateConfig",
+    "register_configs",
+]
+
+
+class AgentRole(enum.Enum):
+    """How the leaderboard draws an agent: a contestant, or a reference (dashed) curve."""
+
+    agent = "agent"
+    oracle = "oracle"
+    memoryless = "memoryless"
+
+
+class ExecutorKind(enum.Enum):
+    """Where trials run: a process pool (default) or the calling process."""
+
+    process = "process"
+    serial = "serial"
+
+
+class RankMetric(enum.Enum):
+    """A suite's ranking rule: mean success at the last episode (higher first) or in-context regret (lower first)."""
+
+    success_last = "success_last"
+    in_context_regret = "in_context_regret"
+
+
+def _check_positive(owner: str, key: str, value: Optional[float], allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise ValueError(f"{owner}.{key} must be > 0, got {value!r}")
+
+
+# ----------------------------------------------------------------------------------------------- agents
+@dataclass
+class AgentConfig:
+    """What every agent config holds; `kind` picks the implementation, the other keys are its arguments."""
+
+    #: Leaderboard name of the agent (rows are keyed by it plus a hash of the behaviour keys).
+    name: str = MISSING
+    #: Implementation: `baseline` (agents.baseline), `hf`, `openai` or `vllm`.
+    kind: str = MISSING
+    #: Contestant, or a reference curve (`oracle`, `memoryless`) drawn dashed.
+    role: AgentRole = AgentRole.agent
+    #: Only these env ids (fnmatch patterns); empty means every env of the suite.
+    envs: list[str] = field(default_factory=list)
+    #: Never these env ids (fnmatch patterns), e.g. where an algorithm's assumptions fail.
+    exclude_envs: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.name or any(ch in self.name for ch in "@/\\\n"):
+            raise ValueError(f"agent.name must be a non-empty name without '@', '/' or newlines, got {self.name!r}")
+
+
+@dataclass
+class BaselineAgentConfig(AgentConfig):
+    """A baseline from `agents.baseline(baseline, env_id, memory=..., **kwargs)`; runs on families that have it."""
+
+    kind: str = "baseline"
+    #: The baseline's name in `agents.BASELINES[family]` (e.g. thompson, ucb, oracle).
+    baseline: str = MISSING
+    #: Carry statistics across the episodes of a trial (False: restart at every episode).
+    memory: bool = True
+    #: Further constructor arguments of the baseline (alpha, epsilon, prior_alpha, ...).
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kind != "baseline":
+            raise ValueError(f"agent.kind must be 'baseline' for a baseline config, got {self.kind!r}")
+        for reserved in ("memory", "seed"):
+            if reserved in self.kwargs:
+                raise ValueError(
+                    f"agent.kwargs.{reserved} is not allowed: memory is its own key and the seed comes from the trial"
+                )
+
+
+@dataclass
+class _LLMSampling:
+    """Sampling keys shared by the local-model agents (names = `HFAgent` argument names)."""
+
+    #: Transcript kept in the prompt: `full` (every episode) or what the agent class documents.
+    context: str = "full"
+    #: Sampling temperature (0 means greedy where the class supports it).
+    temperature: float = 1.0
+    #: Nucleus sampling mass.
+    top_p: float = 1.0
+    #: Tokens generated per turn.
+    max_new_tokens: int = 32
+    #: Truncate the prompt to this many tokens (None: the model's limit).
+    max_context_tokens: Optional[int] = None
+    #: Trials played together by one `play_batch` call.
+    batch_size: int = 16
+    #: Pass `greedy=True` to `play_batch` (argmax decoding).
+    greedy: bool = False
+
+
+@dataclass
+class HFAgentConfig(AgentConfig, _LLMSampling):
+    """A local transformers model (`agents.hf_agent.HFAgent`), batched in the evaluating process."""
+
+    kind: str = "hf"
+    #: Path of a saved model directory (its tokenizer is loaded from the same place).
+    model_path_or_model: str = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive("agent", "max_new_tokens", self.max_new_tokens)
+        _check_positive("agent", "batch_size", self.batch_size)
+        _check_positive("agent", "max_context_tokens", self.max_context_tokens, allow_none=True)
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"agent.temperature must be >= 0 and agent.top_p in (0, 1], got {self.temperature}, {self.top_p}")
+
+
+@dataclass
+class VLLMAgentConfig(AgentConfig, _LLMSampling):
+    """A local model served by vLLM in the evaluating process (`agents.vllm_agent.VLLMAgent`)."""
+
+    kind: str = "vllm"
+    #: Path or name of the model vLLM loads (local only: no hub access at run time).
+    model: str = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive("agent", "batch_size", self.batch_size)
+
+
+@dataclass
+class OpenAIAgentConfig(AgentConfig):
+    """A model behind an OpenAI-compatible HTTP API (`agents.openai_agent.OpenAIAgent`)."""
+
+    kind: str = "openai"
+    #: Model name sent to the API.
+    model: str = MISSING
+    #: API root, e.g. https://api.openai.com/v1 or http://localhost:8000/v1 for a local server.
+    base_url: str = MISSING
+    #: Environment variable holding the API key (the key itself never goes in a config).
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    #: Tokens generated per turn.
+    max_tokens: int = 256
+    #: Seconds before one request is abandoned (and retried).
+    timeout: float = 60.0
+    max_retries: int = 3
+    #: Requests in flight at once.
+    max_concurrency: int = 8
+    #: Trials played together by one `play_batch` call.
+    batch_size: int = 32
+    #: Pass `greedy=True` to `play_batch`.
+    greedy: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("max_tokens", "timeout", "max_concurrency", "batch_size"):
+            _check_positive("agent", key, getattr(self, key))
+
+
+# ----------------------------------------------------------------------------------------------- suites
+@dataclass
+class SuiteEnvConfig:
+    """One env of a suite: the registered id, episodes per trial and any constructor overrides."""
+
+    #: A registered id (`python -m envs list`).
+    id: str = MISSING
+    #: Episodes per trial (None: the id's registered default).
+    episodes: Optional[int] = None
+    #: Extra `gymnasium.make` keyword arguments (e.g. total_step_cap).
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_positive(f"suite env {self.id}", "episodes", self.episodes, allow_none=True)
+        if "episodes" in self.kwargs:
+            raise ValueError(f"suite env {self.id}: put episodes in its own key, not in kwargs")
+
+
+@dataclass
+class SuiteConfig:
+    """A named set of envs, with how many trials of each and which seeds."""
+
+    name: str = MISSING
+    description: str = ""
+    #: The envs, in the order they run and are listed.
+    envs: list[SuiteEnvConfig] = field(default_factory=list)
+    #: Other suites whose envs this one runs too (each keeps its own trials, seeds and ranking).
+    include: list[str] = field(default_factory=list)
+    #: Trials per env (overridden by the top-level `trials`).
+    trials: int = 30
+    #: Trial t of every env uses seed `seed_start + t`, so every agent meets the same hidden tasks.
+    seed_start: int = 0
+    #: The ranking rule of the suite's table, and what its curves show (success or regret per episode).
+    rank_by: RankMetric = RankMetric.success_last
+
+    def __post_init__(self) -> None:
+        _check_positive(f"suite {self.name}", "trials", self.trials)
+        if self.seed_start < 0:
+            raise ValueError(f"suite {self.name}: seed_start must be >= 0, got {self.seed_start}")
+        if not self.envs and not self.include:
+            raise ValueError(f"suite {self.name} lists no envs and includes no suite")
+        seen = set()
+        for env in self.envs:
+            key = (env.id, env.episodes)
+            if key in seen:
+                raise ValueError(f"suite {self.name} lists {env.id} with episodes={env.episodes} twice")
+            seen.add(key)
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+@dataclass
+class EvaluateConfig:
+    """`python -m leaderboard.evaluate agent=<name> suite=<name> trials=<n> output_dir=<dir>`."""
+
+    agent: AgentConfig = MISSING
+    suite: SuiteConfig = MISSING
+    #: Trials per env (None: the suite's own count).
+    trials: Optional[int] = None
+    #: Where results.jsonl (and the suite and agent definitions) are written; reruns resume it.
+    output_dir: str = "outputs/leaderboard"
+    #: `process` (a spawn process pool) or `serial`; batched model agents always run in this process.
+    executor: ExecutorKind = ExecutorKind.process
+    #: Pool size (None: the CPU count).
+    workers: Optional[int] = None
+    #: Trials per pool task (None: chosen from the number of trials and workers).
+    chunk_size: Optional[int] = None
+    #: Show a progress bar per suite.
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check_positive("evaluate", "trials", self.trials, allow_none=True)
+        _check_positive("evaluate", "workers", self.workers, allow_none=True)
+        _check_positive("evaluate", "chunk_size", self.chunk_size, allow_none=True)
+        if not self.output_dir:
+            raise ValueError("output_dir must name a directory")
+
+
+# Schema names: each YAML file names its schema first in its `defaults` list.
+AGENT_SCHEMAS = {
+    "baseline_schema": BaselineAgentConfig,
+    "hf_schema": HFAgentConfig,
+    "openai_schema": OpenAIAgentConfig,
+    "vllm_schema": VLLMAgentConfig,
+}
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore (idempotent), so the YAML files can extend them."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="evaluate_schema", node=EvaluateConfig)
+    for name, node in AGENT_SCHEMAS.items():
+        store.store(group="agent", name=name, node=node)
+    store.store(group="suite", name="suite_schema", node=SuiteConfig)

@@ -1,0 +1,156 @@
+"""The static leaderboard page: one PNG of per-episode curves per suite, and index.html with the tables.
+
+Figures use matplotlib's object API with the Agg canvas (no pyplot global state, no display) and
+omit the software-version metadata, so the same tables give byte-identical PNGs.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from leaderboard.render import SuiteTable, per_env_rows, ranking_rule, table_rows
+
+__all__ = ["agent_colors", "plot_suite", "figure_name", "write_page"]
+
+_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22"]
+_COLUMNS = 4
+
+
+def agent_colors(tables: list[SuiteTable]) -> dict[str, str]:
+    """One colour per agent label, the same in every suite's figure; oracles are black."""
+    labels = sorted({entry.label for table in tables for entry in table.entries if entry.role != "oracle"})
+    colors = {label: _PALETTE[index % len(_PALETTE)] for index, label in enumerate(labels)}
+    colors.update({entry.label: "black" for table in tables for entry in table.entries if entry.role == "oracle"})
+    return colors
+
+
+def figure_name(suite: str) -> str:
+    """File name of a suite's figure (suite names may hold characters unsafe in URLs)."""
+    return "curves-" + re.sub(r"[^A-Za-z0-9_.-]", "_", suite) + ".png"
+
+
+def plot_suite(table: SuiteTable, path: Path, colors: dict[str, str]) -> None:
+    """One panel per env (and a suite-mean panel for success): x = episode, y = success rate or regret.
+
+    One curve per agent with its 95% band; reference agents (oracle, memoryless) are dashed.
+    """
+    panels = list(dict.fromkeys(label for entry in table.entries for label in entry.curves))
+    panels.sort(key=lambda label: (label != "suite mean", table.env_labels.index(label) if label in table.env_labels else 0))
+    rows = math.ceil(len(panels) / _COLUMNS)
+    columns = min(_COLUMNS, len(panels))
+    figure = Figure(figsize=(3.2 * columns, 2.4 * rows + 0.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    ylabel = "success rate" if table.curve_metric == "success" else "regret per episode"
+    for axis, panel in zip(axes[: len(panels)], panels, strict=True):
+        for entry in table.entries:
+            curve = entry.curves.get(panel)
+            if not curve:
+                continue
+            episodes = [index + 1 for index, point in enumerate(curve) if point is not None]
+            points = [point for point in curve if point is not None]
+            style = dict(color=colors[entry.label], linestyle="-" if entry.role == "agent" else "--")
+            axis.plot(episodes, [point.mean for point in points], marker="o", markersize=3, label=entry.label, **style)
+            axis.fill_between(
+                episodes, [point.low for point in points], [point.high for point in points], alpha=0.12, color=style["color"]
+            )
+        axis.set_title(panel, fontsize=9)
+        axis.set_xlabel("episode", fontsize=8)
+        axis.set_ylabel(ylabel, fontsize=8)
+        axis.tick_params(labelsize=7)
+        length = max(len(entry.curves.get(panel, [])) for entry in table.entries)
+        axis.set_xticks(range(1, length + 1))
+        if table.curve_metric == "success":
+            axis.set_ylim(-0.03, 1.03)
+        axis.grid(alpha=0.3)
+    for axis in axes[len(panels) :]:
+        axis.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    seen = dict(zip(labels, handles, strict=True))
+    for axis in axes[1 : len(panels)]:
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    figure.legend(list(seen.values()), list(seen), loc="outside upper center", ncol=min(len(seen), 7), fontsize=8)
+    figure.savefig(path, dpi=80, metadata={"Software": None})
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; max-width: 1400px; }
+h1 { margin-bottom: 0.2rem; }
+table { border-collapse: collapse; font-size: 12px; margin: 0.5rem 0 1rem; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; white-space: nowrap; }
+th { background: #f0f0f0; }
+.agent, .role { text-align: left; }
+td.agent { font-weight: 600; }
+div.scroll { overflow-x: auto; }
+tr.reference td { color: #666; font-style: italic; }
+img.curves { max-width: 100%; border: 1px solid #ddd; }
+nav a { margin-right: 1rem; }
+"""
+
+
+def _html_table(header: list[str], cells: list[list[str]], css_class: str, roles: list[str] | None = None) -> str:
+    agent_column = header.index("agent")
+    # Text columns are left-aligned and styled by their header name; numbers stay right-aligned.
+    classes = [f' class="{name}"' if name in ("agent", "role") else "" for name in header]
+    head = "".join(f"<th{css}>{html.escape(text)}</th>" for css, text in zip(classes, header, strict=True))
+    body = []
+    for number, row in enumerate(cells):
+        role = roles[number] if roles else "agent"
+        cells_html = "".join(f"<td{css}>{html.escape(text)}</td>" for css, text in zip(classes, row, strict=True))
+        reference = ' class="reference"' if role != "agent" else ""
+        body.append(f'<tr data-agent="{html.escape(row[agent_column])}" data-role="{role}"{reference}>{cells_html}</tr>')
+    table = f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return f'<div class="scroll">{table}</div>'
+
+
+def _section(table: SuiteTable) -> str:
+    roles = [entry.role for entry in table.entries]
+    figure = figure_name(table.name)
+    what = "success rate" if table.curve_metric == "success" else "regret"
+    return "\n".join(
+        [
+            f'<section id="suite-{html.escape(table.name)}" data-suite="{html.escape(table.name)}">',
+            f"<h2>{html.escape(table.name)}</h2>",
+            f"<p>{html.escape(table.description)} {html.escape(ranking_rule(table))}</p>",
+            _html_table(*table_rows(table), "ranking", roles),
+            f'<figure><img class="curves" src="{figure}" alt="Per-episode {what} per agent, suite {html.escape(table.name)}">',
+            f"<figcaption>Per-episode {what}, one curve per agent (mean and 95% band); references dashed.</figcaption>"
+            "</figure>",
+            f"<details><summary>Per env ({what})</summary>{_html_table(*per_env_rows(table), 'per-env', roles)}</details>",
+            "</section>",
+        ]
+    )
+
+
+def write_page(tables: list[SuiteTable], output_dir: Path) -> Path:
+    """Write one figure per suite and `index.html` into `output_dir`; returns the page's path."""
+    colors = agent_colors(tables)
+    for table in tables:
+        plot_suite(table, output_dir / figure_name(table.name), colors)
+    links = " ".join(f'<a href="#suite-{html.escape(table.name)}">{html.escape(table.name)}</a>' for table in tables)
+    page = "\n".join(
+        [
+            "<!doctype html>",
+            '<html lang="en"><head><meta charset="utf-8"><title>icl-arena leaderboard</title>',
+            f"<style>{_STYLE}</style></head><body>",
+            "<h1>icl-arena leaderboard</h1>",
+            "<p>Agents that learn in context across the episodes of a trial (the same hidden task every episode). "
+            "Cells: mean ± half-width of the 95% Student-t interval over trials. Data: "
+            '<a href="leaderboard.json">json</a>, <a href="leaderboard.csv">csv</a>, '
+            '<a href="leaderboard.md">markdown</a>.</p>',
+            f"<nav>{links}</nav>",
+            *(_section(table) for table in tables),
+            "</body></html>",
+            "",
+        ]
+    )
+    path = output_dir / "index.html"
+    path.write_text(page)
+    return path

@@ -1,0 +1,142 @@
+"""Evaluation suites: named sets of env ids with episodes per trial and seeds, from `configs/suite/*.yaml`.
+
+A suite is a `SuiteConfig` (validated by its schema); `include` makes a compound suite (`all`) whose
+members keep their own trials, seeds and ranking rule. `resolve_suite` expands it into plain
+`SuiteRun`s, checking that every id is registered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+
+from leaderboard.evaluate_config import SuiteConfig
+
+__all__ = ["CONFIG_DIR", "SuiteRun", "SuiteEnv", "suite_names", "load_suite", "resolve_suite", "check_registered"]
+
+#: The repository's Hydra config directory (suites live in its `suite/` group).
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass(frozen=True)
+class SuiteEnv:
+    """One env of a resolved suite: id, episodes per trial (never None) and `gymnasium.make` kwargs."""
+
+    env_id: str
+    episodes: int
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (kwargs as a dict)."""
+        return {"id": self.env_id, "episodes": self.episodes, "kwargs": dict(self.kwargs)}
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """A resolved, non-compound suite: what to run and with which seeds."""
+
+    name: str
+    description: str
+    envs: tuple[SuiteEnv, ...]
+    seeds: tuple[int, ...]
+    rank_by: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready form, written next to the results so `render` needs no config files."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "envs": [env.to_dict() for env in self.envs],
+            "seeds": list(self.seeds),
+            "rank_by": self.rank_by,
+        }
+
+
+def suite_names(config_dir: Path = CONFIG_DIR) -> list[str]:
+    """Names of the suites defined under `<config_dir>/suite/`."""
+    return sorted(path.stem for path in (config_dir / "suite").glob("*.yaml"))
+
+
+def load_suite(name: str, config_dir: Path = CONFIG_DIR) -> SuiteConfig:
+    """Read and validate `<config_dir>/suite/<name>.yaml` (safe YAML; its Hydra `defaults` key is skipped).
+
+    Raises:
+        ValueError: naming the available suites when `name` has no file.
+    """
+    path = config_dir / "suite" / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"no suite {name!r}; available suites: {suite_names(config_dir)} (files in {path.parent})")
+    raw = yaml.safe_load(path.read_text()) or {}
+    raw.pop("defaults", None)
+    merged = OmegaConf.merge(OmegaConf.structured(SuiteConfig), raw)
+    return OmegaConf.to_object(merged)
+
+
+def _registered_episodes(env_id: str) -> int:
+    import envs
+
+    for entry in envs.catalog():
+        if entry.env_id == env_id:
+            return entry.episodes
+    raise KeyError(env_id)
+
+
+def check_registered(env_ids: list[str], suite_name: str) -> None:
+    """Fail, naming every missing id, when a suite lists ids that are not registered.
+
+    Raises:
+        ValueError: with the missing ids and how to list the registered ones.
+    """
+    import envs
+
+    registered = {entry.env_id for entry in envs.catalog()}
+    missing = [env_id for env_id in env_ids if env_id not in registered]
+    if missing:
+        raise ValueError(
+            f"suite {suite_name!r} lists env ids that are not registered: {missing}. "
+            "`python -m envs list` prints the registered ids; the family may not be installed yet "
+            "(TextArena ids need the `textarena` extra), or the id is misspelled in configs/suite/."
+        )
+
+
+def resolve_suite(
+    suite: SuiteConfig, trials: int | None = None, config_dir: Path = CONFIG_DIR, _seen: tuple[str, ...] = ()
+) -> list[SuiteRun]:
+    """Expand `suite` (and its `include`s, depth first) into runnable suites.
+
+    Args:
+        suite: a validated suite config.
+        trials: trials per env for every resolved suite (None: each suite's own count).
+        config_dir: where included suites are read from.
+
+    Returns:
+        The suite itself when it lists envs, then its included suites; names are unique.
+
+    Raises:
+        ValueError: on an unregistered env id or an include cycle.
+    """
+    if suite.name in _seen:
+        raise ValueError(f"suite include cycle: {' -> '.join(_seen + (suite.name,))}")
+    runs: list[SuiteRun] = []
+    if suite.envs:
+        check_registered([env.id for env in suite.envs], suite.name)
+        count = suite.trials if trials is None else trials
+        envs_resolved = tuple(
+            SuiteEnv(
+                env.id,
+                _registered_episodes(env.id) if env.episodes is None else int(env.episodes),
+                tuple(sorted(env.kwargs.items())),
+            )
+            for env in suite.envs
+        )
+        seeds = tuple(range(suite.seed_start, suite.seed_start + count))
+        runs.append(SuiteRun(suite.name, suite.description, envs_resolved, seeds, suite.rank_by.value))
+    for name in suite.include:
+        for run in resolve_suite(load_suite(name, config_dir), trials, config_dir, _seen + (suite.name,)):
+            if all(run.name != existing.name for existing in runs):
+                runs.append(run)
+    return runs
