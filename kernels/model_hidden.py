@@ -77,6 +77,9 @@ def final_hidden_and_head(
         >>> tuple(hidden.shape), tuple(weight.shape)
         ((1, 3, 32), (97, 32))
     """
+    if not callable(getattr(model, "get_output_embeddings", None)):
+        raise TypeError(f"{type(model).__name__} has no get_output_embeddings(); pass a transformers "
+                        "*ForCausalLM model such as Qwen2ForCausalLM or LlamaForCausalLM")
     head = model.get_output_embeddings()
     _check_plain_head(model, head)
     decoder_kwargs.setdefault("use_cache", False)

@@ -228,7 +228,7 @@ def _addmm_into_fp32_(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha
             torch.addmm(acc, a, b, alpha=alpha, out_dtype=torch.float32, out=acc)
             _ADDMM_FP32_OUT = True
             return
-        except (RuntimeError, TypeError):
+        except (RuntimeError, TypeError):  # CPU, or a torch without out_dtype
             _ADDMM_FP32_OUT = False
     acc.add_(torch.mm(a, b), alpha=alpha)  # rounds each slice's product to the input dtype once
 
@@ -243,19 +243,23 @@ def _gradient_pass(hs, ws, ht, wt, stats, const, row_weights, divergence, beta, 
     # One global factor keeps the stored d(logits) in range for fp16: the workspace holds
     # g * (w_n / max|w|) and the GEMMs multiply by max|w| / tau.
     top = float(row_weights.abs().max()) if num_rows else 0.0
-    grad_hidden = torch.zeros_like(hs) if need_grad_hidden else None
-    grad_weight = torch.zeros_like(ws) if need_grad_weight else None
     if top == 0.0:
-        return grad_hidden, grad_weight
+        zeros = torch.zeros_like
+        return (zeros(hs) if need_grad_hidden else None), (zeros(ws) if need_grad_weight else None)
     terms = _row_terms(stats, const, row_weights / top)
     out_scale = top * inv_tau
     slice_cols = max(block_v, WORKSPACE_BYTES // (num_rows * hs.element_size()) // block_v * block_v)
     slice_cols = min(slice_cols, _cdiv(vocab, block_v) * block_v)
     single = slice_cols >= vocab
-    workspace = torch.empty((num_rows, slice_cols), dtype=hs.dtype, device=hs.device)
+    # Every output element is written exactly once below, so no buffer needs zero-filling. With
+    # several slices, d h_s is accumulated in fp32 and its output is allocated only after the
+    # workspace is freed: peak = d W_s + fp32 d h_s + max(workspace, d h_s).
+    grad_weight = torch.empty_like(ws) if need_grad_weight else None
+    grad_hidden = torch.empty_like(hs) if need_grad_hidden and single else None
     acc = None
     if need_grad_hidden and not single:
         acc = torch.zeros((num_rows, hidden), dtype=torch.float32, device=hs.device)
+    workspace = torch.empty((num_rows, slice_cols), dtype=hs.dtype, device=hs.device)
     div_code = {"reverse_kl": k.REVERSE_KL, "forward_kl": k.FORWARD_KL, "jsd": k.JSD}[divergence]
     log_beta = math.log(beta) if divergence == "jsd" else 0.0
     log_1m_beta = math.log1p(-beta) if divergence == "jsd" else 0.0
@@ -283,7 +287,7 @@ def _gradient_pass(hs, ws, ht, wt, stats, const, row_weights, divergence, beta, 
             _addmm_into_fp32_(acc, dz, ws[v_start:v_stop], out_scale)
     del workspace
     if acc is not None:
-        grad_hidden.copy_(acc)
+        grad_hidden = acc.to(hs.dtype)
     return grad_hidden, grad_weight
 
 
