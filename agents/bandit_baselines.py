@@ -53,7 +53,7 @@ class BanditAgent:
             self.num_arms = int(info["num_arms"])
             self._clear()
         self.rules = {k: info[k] for k in ("horizon", "budget", "reward_kind") if k in info} or getattr(self, "rules", {})
-        if info.get("arm") is not None and self.num_arms:
+        if info.get("arm", -1) >= 0 and self.num_arms:
             self.counts[info["arm"]] += 1
             self.sums[info["arm"]] += float(info["outcome"])
         if info.get("new_episode") and not self.memory:
@@ -129,14 +129,17 @@ class UCBAgent(BanditAgent):
 
 
 class ThompsonAgent(BanditAgent):
-    """Thompson sampling: Beta(prior_alpha, prior_beta) for 0/1 rewards, a N(mean, 1/(n+1)) posterior else."""
+    """Thompson sampling: Beta(prior_alpha, prior_beta) for 0/1 rewards, a N(mean, 1/(n+1)) posterior else.
+
+    On the contextual bandit the Gaussian posterior ignores the features (use `linucb` there).
+    """
 
     def __init__(self, prior_alpha: float = 1.0, prior_beta: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.prior_alpha, self.prior_beta = float(prior_alpha), float(prior_beta)
 
     def choose(self, info: dict) -> int:
-        if self.rules.get("reward_kind") == "gaussian":
+        if self.rules.get("reward_kind", "bernoulli") != "bernoulli":
             mean = self.sums / (self.counts + 1)
             return self._argmax(self.rng.normal(mean, 1.0 / np.sqrt(self.counts + 1)))
         samples = self.rng.beta(self.prior_alpha + self.sums, self.prior_beta + self.counts - self.sums)
@@ -162,7 +165,7 @@ class LinUCBAgent(BanditAgent):
     def observe(self, info: dict) -> None:
         if self.design is None and "dim" in info:
             self._reset_regression(int(info["dim"]))
-        if info.get("arm") is not None and self._features is not None:
+        if info.get("arm", -1) >= 0 and self._features is not None:
             x = self._features[info["arm"]]
             self.design += np.outer(x, x)
             self.target += float(info["outcome"]) * x

@@ -53,12 +53,16 @@ def play_trial(env: gym.Env, agent: Any, seed: int, max_steps: int = 100_000, ke
 
     Returns a dict with the trial-end keys (`episode_successes`, `episode_returns`, `episode_lengths`,
     `episode_regrets`, `oracle_return`, `in_context_regret`), the counts `steps`, `format_errors` and
-    `invalid_actions`, the per-step `arms` for bandits (-1 for a wasted turn) and, with
+    `invalid_actions`, for bandits the per-step `arms` (-1 for a wasted turn), `outcomes` and the task's
+    `best_arm` (for exploration metrics) and, with
     `keep_transcript`, the list of `(observation, action)` pairs.
     """
     agent.reset(seed=agent_seed(seed))
     observation, info = env.reset(seed=seed)
-    record: dict = {"seed": int(seed), "steps": 0, "format_errors": 0, "invalid_actions": 0, "arms": []}
+    record: dict = {"seed": int(seed), "steps": 0, "format_errors": 0, "invalid_actions": 0, "arms": [], "outcomes": []}
+    best_arm = getattr(info.get("task"), "best_arm", None)
+    if best_arm is not None:
+        record["best_arm"] = int(best_arm)
     transcript = []
     summary = None
     for _ in range(max_steps):
@@ -70,7 +74,8 @@ def play_trial(env: gym.Env, agent: Any, seed: int, max_steps: int = 100_000, ke
         record["format_errors"] += int(bool(info.get("format_error")))
         record["invalid_actions"] += int(bool(info.get("invalid_action")))
         if "arm" in info:
-            record["arms"].append(-1 if info["arm"] is None else int(info["arm"]))
+            record["arms"].append(int(info["arm"]))
+            record["outcomes"].append(float(info["outcome"]))
         if terminated or truncated:
             summary = info if "episode_successes" in info else _single_episode_summary(info)
             break

@@ -55,14 +55,15 @@ class ContextualTask:
 class _Bandit(TextEnv):
     """Shared mechanics: one pull per turn, `horizon` pulls per episode, pseudo-regret at the end.
 
-    Rewards: the realised reward of each pull. Information at each pull: `arm` (int, or None for a
-    wasted turn) and `outcome` (the realised reward). At the episode's end: `success` (the best arm was
-    pulled in at least half the pulls), `oracle_return` (horizon x best mean), `regret` (pseudo-regret,
-    sum of best mean - pulled mean; a wasted turn counts as the worst arm, so errors never pay) and
-    `best_arm_fraction`.
+    Rewards: the realised reward of each pull.
+    Information: at reset also the public rules `num_arms`, `horizon`, `reward_kind` ("bernoulli",
+        "gaussian" or "linear"), plus `budget` (best-arm identification) and `dim`, `features`
+        (contextual). At each pull `arm` (the arm index, -1 for a wasted turn) and `outcome` (the realised
+        reward). At the episode's end `success` (the best arm was pulled in at least half the pulls),
+        `oracle_return` (horizon x best mean), `regret` (pseudo-regret, sum of best mean - pulled mean;
+        a wasted turn counts as the worst arm, so errors never pay) and `best_arm_fraction`.
     """
 
-    reward_format = "{:.0f}"
     reward_kind = "bernoulli"
 
     def __init__(self, num_arms: int = 5, horizon: int = 100, observation_mode: str = "raw", **kwargs):
@@ -75,15 +76,15 @@ class _Bandit(TextEnv):
         self.num_arms = int(num_arms)
         self.horizon = int(horizon)
         self.observation_mode = observation_mode
-        self._pulls = np.zeros(self.num_arms, dtype=np.int64)
-        self._totals = np.zeros(self.num_arms)
+        self._pulls: list[int] = []
+        self._totals: list[float] = []
 
     # Families only choose how rewards are drawn and what the arms look like.
     def _draw(self, arm: int) -> float:
         raise NotImplementedError
 
     def _mean(self, arm: int) -> float:
-        return float(self.task.means[arm])
+        return self.task.means[arm]
 
     @property
     def instructions(self) -> str:
@@ -106,17 +107,20 @@ class _Bandit(TextEnv):
         return {"num_arms": self.num_arms, "horizon": self.horizon, "reward_kind": self.reward_kind}
 
     def _start(self) -> str:
-        self._pulls[:] = 0
-        self._totals[:] = 0.0
+        # Plain lists and cached extremes: numpy scalar indexing would dominate a step's cost.
+        self._pulls = [0] * self.num_arms
+        self._totals = [0.0] * self.num_arms
+        if isinstance(self.task, BanditTask):
+            self._best, self._worst = float(max(self.task.means)), float(min(self.task.means))
         self._regret_sum = 0.0
         self._best_pulls = 0
         return "Pull an arm."
 
     def _worst_mean(self) -> float:
-        return float(min(self.task.means))
+        return self._worst
 
     def _best_mean(self) -> float:
-        return float(max(self.task.means))
+        return self._best
 
     def _waste(self) -> None:
         """A turn with no valid pull is charged as a pull of the worst arm, so errors never pay."""
@@ -124,20 +128,21 @@ class _Bandit(TextEnv):
 
     def _on_format_error(self) -> Turn:
         self._waste()
-        return Turn(self._format_error_text(), done=self._last_pull(), info={"arm": None, "outcome": None})
+        return Turn(self._format_error_text(), done=self._last_pull(), info={"arm": -1, "outcome": 0.0})
 
     def _play(self, action: str) -> Turn:
         arm = parse_arm(action, self.num_arms)
         if arm is None:
             self._waste()
             text = f"'{printable(action, 40)}' is not an arm; answer a number from 0 to {self.num_arms - 1}."
-            return Turn(text, invalid=True, info={"arm": None, "outcome": None}, done=self._last_pull())
+            return Turn(text, invalid=True, info={"arm": -1, "outcome": 0.0}, done=self._last_pull())
         reward = self._draw(arm)
         self._pulls[arm] += 1
         self._totals[arm] += reward
-        self._regret_sum += self._best_mean() - self._mean(arm)
-        self._best_pulls += int(self._mean(arm) >= self._best_mean())
-        text = f"arm {arm} -> {self.reward_format.format(reward)}"
+        mean, best = self._mean(arm), self._best_mean()
+        self._regret_sum += best - mean
+        self._best_pulls += mean >= best
+        text = f"arm {arm} -> {reward:.0f}" if self.reward_kind == "bernoulli" else f"arm {arm} -> {reward:.2f}"
         if self.observation_mode == "summary":
             text += "\n" + self._summary()
         done = self._last_pull()
@@ -150,7 +155,7 @@ class _Bandit(TextEnv):
     def _summary(self) -> str:
         parts = []
         for arm in range(self.num_arms):
-            n = int(self._pulls[arm])
+            n = self._pulls[arm]
             mean = f"{self._totals[arm] / n:.2f}" if n else "-"
             parts.append(f"arm {arm}: {n} pulls, mean {mean}")
         return "stats: " + "; ".join(parts)
@@ -194,7 +199,7 @@ class BernoulliBandit(_Bandit):
         return BanditTask(tuple(self.best_mean if a == best else self.other_mean for a in range(self.num_arms)))
 
     def _draw(self, arm: int) -> float:
-        return float(self.np_random.random() < self.task.means[arm])
+        return 1.0 if self.np_random.random() < self.task.means[arm] else 0.0
 
 
 class PriorBandit(_Bandit):
@@ -216,7 +221,7 @@ class PriorBandit(_Bandit):
         return BanditTask(tuple(round(float(m), 6) for m in means))
 
     def _draw(self, arm: int) -> float:
-        return float(self.np_random.random() < self.task.means[arm])
+        return 1.0 if self.np_random.random() < self.task.means[arm] else 0.0
 
 
 class GaussianBandit(_Bandit):
@@ -225,7 +230,6 @@ class GaussianBandit(_Bandit):
     Version History: v0: initial version.
     """
 
-    reward_format = "{:.2f}"
     reward_kind = "gaussian"
 
     def __init__(self, num_arms: int = 5, mean_scale: float = 1.0, noise: float = 1.0, **kwargs):
@@ -249,7 +253,7 @@ class BestArmBandit(_Bandit):
     the reward fixed: TextArena pays the regret of the committed arm, so its best answer scores 0.
     Rewards: 0 for exploration pulls; 1 for committing to the best arm, else 0.
     Episode End: after the commit (turn budget + 1).
-    Information: as `BernoulliBandit`, plus `committed` at the end; `regret` is the simple regret.
+    Information: as `BernoulliBandit`, plus `committed` (the committed arm, -1 if unparseable) at the end; `regret` is the simple regret.
     Version History: v0: initial version.
     """
 
@@ -273,7 +277,7 @@ class BestArmBandit(_Bandit):
         return BanditTask(means)
 
     def _draw(self, arm: int) -> float:
-        return float(self.np_random.random() < self.task.means[arm])
+        return 1.0 if self.np_random.random() < self.task.means[arm] else 0.0
 
     def _play(self, action: str) -> Turn:
         if self._episode_step <= self.budget:
@@ -286,11 +290,11 @@ class BestArmBandit(_Bandit):
         if arm is None:
             text = f"'{printable(action, 40)}' is not an arm; the commit is lost."
             self._committed = None
-            return Turn(text, done=True, invalid=True, info={"arm": None, "outcome": None, "committed": None})
+            return Turn(text, done=True, invalid=True, info={"committed": -1})
         self._committed = arm
         success = arm == self.task.best_arm
         text = f"You committed to arm {arm}. " + ("It is the best arm." if success else "It is not the best arm.")
-        return Turn(text, reward=float(success), done=True, success=success, info={"arm": arm, "committed": arm})
+        return Turn(text, reward=float(success), done=True, success=success, info={"committed": arm})
 
     def _start(self) -> str:
         self._committed = None
@@ -321,7 +325,6 @@ class LinearContextualBandit(_Bandit):
     Version History: v0: initial version.
     """
 
-    reward_format = "{:.2f}"
     reward_kind = "linear"
 
     def __init__(self, num_arms: int = 4, dim: int = 3, noise: float = 0.1, **kwargs):
