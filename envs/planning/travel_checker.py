@@ -21,7 +21,16 @@ from envs.planning.travel_schedule import (
     day_needs,
 )
 from envs.planning.travel_tasks import TravelTask
-from envs.planning.travel_world import WEEKDAYS, Attraction, Hotel, Restaurant, clock, parse_clock, route_between, station_name
+from envs.planning.travel_world import (
+    WEEKDAYS,
+    Attraction,
+    Hotel,
+    Restaurant,
+    clock,
+    parse_clock,
+    route_between,
+    station_name,
+)
 
 __all__ = ["DIMENSIONS", "PlanCheck", "read_plan", "check_plan", "PLAN_SCHEMA_TEXT"]
 

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from itertools import combinations, product
 from typing import Callable, Mapping, Sequence
 
-from envs.planning.travel_world import Attraction, Hotel, Restaurant, Transport, Trip, clock, route_between, station_name
+from envs.planning.travel_world import (
+    Attraction,
+    Hotel,
+    Restaurant,
+    Transport,
+    Trip,
+    clock,
+    route_between,
+    station_name,
+)
 
 __all__ = [
     "DAY_START",
@@ -147,7 +156,7 @@ def _sequences(day: _Day, attraction_sets, lunches, dinners):
                     stops, segment = [], 0
                     meals = [("lunch", lunch)] * day.lunch + [("dinner", dinner)] * day.dinner
                     for segment in range(segments):
-                        stops += [("attraction", a) for a, slot in zip(chosen, slots) if slot == segment]
+                        stops += [("attraction", a) for a, slot in zip(chosen, slots, strict=True) if slot == segment]
                         if segment < len(meals):
                             stops.append(meals[segment])
                     yield stops

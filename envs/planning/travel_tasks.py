@@ -166,8 +166,9 @@ def _draw_constraint(rng, world: TravelWorld, trip: Trip, kind: str) -> Constrai
         after = min([t.depart for t in trains if t.depart > target.depart], default=24 * 60)
         if any(t.depart == target.depart and t.number != target.number for t in trains):
             return None
-        low = max(before + 5, target.depart - 5 * int(rng.integers(2, 13)))
-        high = min(after - 5, target.depart + 5 * int(rng.integers(2, 13)), 23 * 60 + 55)
+        # Both ends stay strictly between the neighbouring departures, so the target is the only train inside.
+        low = max(before + 1, target.depart - 5 * int(rng.integers(2, 13)))
+        high = min(after - 1, target.depart + 5 * int(rng.integers(2, 13)), 23 * 60 + 59)
         params = (("earliest", clock(low)), ("latest", clock(high)))
         text = f"Come back by train on {trip.dates[-1]}, leaving {trip.destination} between {clock(low)} and {clock(high)}."
         return Constraint(kind, text, (target.number,), params)
