@@ -76,6 +76,11 @@ def _grads(loss_fn, hs, ws, grad_scale=0.37):
     return loss.detach(), h.grad, w.grad
 
 
+def _ours(ht, wt, *args, **kwargs):
+    """Loss function of the student leaves (h, w) for `_grads`, binding the other arguments now."""
+    return lambda h, w: kernels.distill_loss(h, w, ht, wt, *args, **kwargs)
+
+
 def _reference_grads(hs, ws, ht, wt, **kwargs):
     return _grads(lambda h, w: materialised_distill_loss(h.double(), w.double(), ht, wt, **kwargs), hs, ws)
 
@@ -104,7 +109,7 @@ def test_distill_loss_matches_float64(impl, dtype, shape, divergence, beta):
     weights[::5] = 0.0  # Paced-style weights with some tokens switched off
     reduction = "mean" if shape[0] % 2 else "sum"
     kwargs = dict(divergence=divergence, beta=beta, temperature=0.8, weights=weights, reduction=reduction)
-    loss, grad_h, grad_w = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, impl=impl, **kwargs), hs, ws)
+    loss, grad_h, grad_w = _grads(_ours(ht, wt, impl=impl, **kwargs), hs, ws)
     ref_loss, ref_h, ref_w = _reference_grads(hs, ws, ht, wt, **kwargs)
     assert loss.dtype == torch.float32 and loss.shape == ()
     assert grad_h.dtype == dtype and grad_w.dtype == dtype
@@ -118,9 +123,9 @@ def test_distill_loss_matches_float64(impl, dtype, shape, divergence, beta):
 def test_jsd_endpoints_are_exactly_the_kls(impl):
     hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.float32, seed=11)
     for beta, kl in ((0.0, "forward_kl"), (1.0, "reverse_kl")):
-        jsd = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, "jsd", beta=beta, impl=impl), hs, ws)
-        ref = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, kl, impl=impl), hs, ws)
-        for a, b in zip(jsd, ref):
+        jsd = _grads(_ours(ht, wt, "jsd", beta=beta, impl=impl), hs, ws)
+        ref = _grads(_ours(ht, wt, kl, impl=impl), hs, ws)
+        for a, b in zip(jsd, ref, strict=True):
             assert torch.equal(a, b), (beta, kl)
 
 
@@ -156,7 +161,7 @@ def test_logits_of_magnitude_1e4(impl, dtype):
         assert torch.isfinite(getattr(ours, name)).all(), name
         assert _rel(getattr(ours, name), getattr(ref, name)) < 1e-5, name
     for divergence in ("reverse_kl", "jsd"):
-        got = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, divergence, impl=impl), hs, ws)
+        got = _grads(_ours(ht, wt, divergence, impl=impl), hs, ws)
         want = _reference_grads(hs, ws, ht, wt, divergence=divergence)
         assert _rel(got[0], want[0]) < 1e-5
         assert _rel(got[1], want[1]) < TOLERANCE[dtype]
@@ -172,12 +177,12 @@ def test_padded_teacher_vocabulary_is_masked(impl):
     exact = wt[:1000].clone()
     for name, a, b in zip(opd_reference.TokenStats._fields,
                           kernels.token_stats(hs, ws, ht, garbage, impl=impl),
-                          kernels.token_stats(hs, ws, ht, exact, impl=impl)):
+                          kernels.token_stats(hs, ws, ht, exact, impl=impl), strict=True):
         if a is not None:
             assert torch.equal(a, b), name
-    got = _grads(lambda h, w: kernels.distill_loss(h, w, ht, garbage, "jsd", impl=impl), hs, ws)
-    want = _grads(lambda h, w: kernels.distill_loss(h, w, ht, exact, "jsd", impl=impl), hs, ws)
-    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    got = _grads(_ours(ht, garbage, "jsd", impl=impl), hs, ws)
+    want = _grads(_ours(ht, exact, "jsd", impl=impl), hs, ws)
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
     with pytest.raises(ValueError, match="teacher's vocabulary must cover"):
         kernels.token_stats(hs, ws, ht, wt[:999], impl=impl)
 
@@ -199,7 +204,7 @@ def test_teacher_with_neg_inf_logits(impl, dtype):
     for name in ("entropy", "forward_kl"):
         assert _rel(getattr(ours, name), getattr(ref, name)) < 1e-5, name
     for divergence in ("forward_kl", "jsd"):
-        got = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, divergence, impl=impl), hs, ws)
+        got = _grads(_ours(ht, wt, divergence, impl=impl), hs, ws)
         want = _reference_grads(hs, ws, ht, wt, divergence=divergence)
         assert _rel(got[0], want[0]) < 1e-5
         assert _rel(got[1], want[1]) < TOLERANCE[dtype]
@@ -211,7 +216,7 @@ def test_zero_weight_rows_contribute_nothing(impl):
     hs, ws, ht, wt = _neg_inf_teacher(torch.float32)
     zeros = torch.zeros(hs.shape[0], device=DEVICE)
     # Every row has reverse_kl = +inf, but with all weights 0 nothing is selected.
-    loss, grad_h, grad_w = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, weights=zeros, impl=impl), hs, ws)
+    loss, grad_h, grad_w = _grads(_ours(ht, wt, weights=zeros, impl=impl), hs, ws)
     assert float(loss) == 0.0
     assert not grad_h.any() and not grad_w.any()
 
@@ -223,7 +228,7 @@ def test_empty_input(impl):
     assert all(t.shape == (0,) for t in stats)
     for reduction in ("sum", "mean"):
         loss, grad_h, grad_w = _grads(
-            lambda h, w: kernels.distill_loss(h, w, ht, wt, reduction=reduction, impl=impl), hs, ws)
+            _ours(ht, wt, reduction=reduction, impl=impl), hs, ws)
         assert float(loss) == 0.0
         assert grad_h.shape == hs.shape and grad_w.shape == ws.shape and not grad_w.any()
 
@@ -234,7 +239,7 @@ def test_identical_models_have_exactly_zero_kl(impl):
     hs, ws, _, _ = _inputs((37, 1000, 32, 32), torch.float32, seed=19)
     stats = kernels.token_stats(hs, ws, hs, ws, impl=impl)
     assert not stats.reverse_kl.any() and not stats.forward_kl.any()
-    _, grad_h, grad_w = _grads(lambda h, w: kernels.distill_loss(h, w, hs, ws, impl=impl), hs, ws)
+    _, grad_h, grad_w = _grads(_ours(hs, ws, impl=impl), hs, ws)
     assert not grad_h.any() and not grad_w.any()
 
 
@@ -260,14 +265,14 @@ def test_second_backward_recomputes_gradients(impl):
     loss = kernels.distill_loss(h, w, ht, wt, "jsd", impl=impl)
     first = torch.autograd.grad(loss, (h, w), retain_graph=True)
     second = torch.autograd.grad(2.0 * loss, (h, w))
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         torch.testing.assert_close(2.0 * a, b, rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_no_grad_and_single_input_gradients(impl):
     hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.float32, seed=31)
-    full = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, impl=impl), hs, ws)
+    full = _grads(_ours(ht, wt, impl=impl), hs, ws)
     with torch.no_grad():
         assert torch.equal(kernels.distill_loss(hs, ws, ht, wt, impl=impl), full[0])
     h = hs.clone().requires_grad_(True)  # weight frozen: only d h_s is formed
@@ -282,7 +287,7 @@ def test_triton_gradient_in_several_vocabulary_slices(monkeypatch, dtype):
     monkeypatch.setattr(opd, "WORKSPACE_BYTES", 37 * 128 * 2)
     hs, ws, ht, wt = _inputs((37, 1000, 32, 48), dtype, seed=37)
     for divergence, beta in DIVERGENCES:
-        got = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, divergence, beta, impl="triton"), hs, ws)
+        got = _grads(_ours(ht, wt, divergence, beta, impl="triton"), hs, ws)
         want = _reference_grads(hs, ws, ht, wt, divergence=divergence, beta=beta)
         assert _rel(got[1], want[1]) < TOLERANCE[dtype], divergence
         assert _rel(got[2], want[2]) < TOLERANCE[dtype], divergence
@@ -293,14 +298,14 @@ def test_torch_path_chunking_is_bounded_and_invisible(monkeypatch):
     rows = opd_reference._row_chunk(32768, vocab, torch.float32)
     assert rows * vocab * 4 <= opd_reference.CHUNK_BYTES and rows >= 64
     hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.float32, seed=41)
-    whole = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, "jsd", impl="torch"), hs, ws)
+    whole = _grads(_ours(ht, wt, "jsd", impl="torch"), hs, ws)
     stats = kernels.token_stats(hs, ws, ht, wt, impl="torch")
     monkeypatch.setattr(opd_reference, "CHUNK_BYTES", 5 * 1000 * 4)  # 5-row chunks
-    chunked = _grads(lambda h, w: kernels.distill_loss(h, w, ht, wt, "jsd", impl="torch"), hs, ws)
+    chunked = _grads(_ours(ht, wt, "jsd", impl="torch"), hs, ws)
     # Only the BLAS blocking of the smaller matmuls differs.
-    for a, b in zip(whole, chunked):
+    for a, b in zip(whole, chunked, strict=True):
         assert _rel(a, b) < 1e-6
-    for a, b in zip(stats, kernels.token_stats(hs, ws, ht, wt, impl="torch")):
+    for a, b in zip(stats, kernels.token_stats(hs, ws, ht, wt, impl="torch"), strict=True):
         if a is not None:
             assert _rel(a, b) < 1e-6
 

@@ -1,0 +1,344 @@
+"""Benchmark the OPD distillation loss from hidden states + LM heads: ours beside the anchors.
+
+    python -m benchmarks.opd_loss                          # GPU: N = 4096,16384,32768, V = 151936,
+                                                           # H_s = H_t = 4096, bf16, reverse KL
+    python -m benchmarks.opd_loss --tokens 32768 --methods ours,ours+select,token_stats
+    python -m benchmarks.opd_loss --smoke                  # CPU: tiny shapes, torch path only
+
+Methods (each computes sum_n KL(student || teacher) per token or the anchor's equivalent, and its
+gradient with respect to the student hidden states and LM head):
+
+    naive            materialised fp32 logits of both models, log_softmax, autograd
+    checkpoint       torch.utils.checkpoint over 1024-token chunks (recomputes logits in backward)
+    liger_fused_jsd  Liger-Kernel LigerFusedLinearJSD(jsd_beta=1.0) (Triton)
+    liger_chunked    Liger-Kernel LigerFusedLinearJSDLoss(beta=1.0, weight_hard_loss=0,
+                     weight_soft_loss=1, compiled) (chunked PyTorch)
+    trl_chunked      trl.kernels.chunked_divergence.ChunkedDivergenceFunction (beta=1.0), what
+                     TRL 1.16's DistillationTrainer uses; also returns the entropy
+    ours_torch       kernels.distill_loss(impl="torch"), the chunked reference
+    ours             kernels.distill_loss (Triton on CUDA) on all N rows
+    ours+select      kernels.token_stats on all N rows, keep the top ratio*N rows by reverse KL,
+                     kernels.distill_loss on those gathered rows (ratios 1.0, 0.5, 0.2)
+    token_stats      kernels.token_stats on all N rows (no gradient), forward only
+
+Columns: fwd+bwd milliseconds (median of --reps after --warmup), peak memory allocated beyond the
+inputs in GiB (gradients included), effective TFLOP/s counting 2 N V (3 H_s + H_t) per loss over
+N rows (plus 2 N V (H_s + H_t) for a token_stats pass), and a status. Each row is also appended
+to benchmarks/results/opd_loss.csv with the device, commit, date and versions (CPU smoke rows go
+to an ignored .tmp file). Anchors that are not installed are reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import importlib.metadata
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+import kernels
+
+RESULTS = Path(__file__).parent / "results"
+ALL_METHODS = ["naive", "checkpoint", "liger_fused_jsd", "liger_chunked", "trl_chunked",
+               "ours_torch", "ours", "ours+select", "token_stats"]
+CSV_FIELDS = ["date", "commit", "device", "torch", "triton", "liger_kernel", "trl", "method", "N",
+              "ratio", "V", "H_s", "H_t", "dtype", "mode", "ms", "peak_gib", "tflops", "status", "loss"]
+
+
+# ---- the losses (each returns a 0-dim loss; hs/ws require grad, ht/wt do not) ----
+
+def _reverse_kl_rows(hs, ws, ht, wt):
+    log_p = F.log_softmax((hs @ ws.T).float(), dim=-1)  # (C, V)
+    with torch.no_grad():
+        log_q = F.log_softmax((ht @ wt.T).float(), dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def naive(hs, ws, ht, wt, labels):
+    return _reverse_kl_rows(hs, ws, ht, wt).sum()
+
+
+def checkpointed(hs, ws, ht, wt, labels, chunk=1024):
+    total = hs.new_zeros((), dtype=torch.float32)
+    for start in range(0, hs.shape[0], chunk):
+        rows = slice(start, start + chunk)
+        total = total + checkpoint(_reverse_kl_rows, hs[rows], ws, ht[rows], wt, use_reentrant=False).sum()
+    return total
+
+
+def _liger_fused_jsd():
+    from liger_kernel.transformers.fused_linear_jsd import LigerFusedLinearJSD
+
+    module = LigerFusedLinearJSD(jsd_beta=1.0)
+    return lambda hs, ws, ht, wt, labels: module(hs, ws, ht, wt, labels)
+
+
+def _liger_chunked():
+    from liger_kernel.chunked_loss.jsd_loss import LigerFusedLinearJSDLoss
+
+    module = LigerFusedLinearJSDLoss(weight_hard_loss=0.0, weight_soft_loss=1.0, beta=1.0,
+                                     compiled=True, chunk_size=1024)
+
+    def run(hs, ws, ht, wt, labels):
+        return module(hs, ws, ht, wt, labels)
+
+    return run
+
+
+def _trl_chunked():
+    from trl.kernels.chunked_divergence import ChunkedDivergenceFunction
+
+    def run(hs, ws, ht, wt, labels):
+        divergence, _entropy = ChunkedDivergenceFunction.apply(hs, ws, None, ht, wt, None, 1.0)
+        return divergence.sum()
+
+    return run
+
+
+def ours(impl=None):
+    def run(hs, ws, ht, wt, labels):
+        return kernels.distill_loss(hs, ws, ht, wt, "reverse_kl", impl=impl)
+
+    return run
+
+
+def ours_select(ratio, impl=None):
+    def run(hs, ws, ht, wt, labels):
+        stats = kernels.token_stats(hs.detach(), ws.detach(), ht, wt, tokens=labels, impl=impl)
+        keep = torch.topk(stats.reverse_kl, max(1, int(ratio * hs.shape[0]))).indices  # Div-only rule
+        return kernels.distill_loss(hs[keep], ws, ht[keep], wt, "reverse_kl", reduction="mean", impl=impl)
+
+    return run
+
+
+def token_stats_only(impl=None):
+    def run(hs, ws, ht, wt, labels):
+        kernels.token_stats(hs.detach(), ws.detach(), ht, wt, tokens=labels, impl=impl)
+        return None
+
+    return run
+
+
+def _cases(methods, ratios, impl):
+    """(name, ratio, factory, forward-only) for every requested method."""
+    table = {
+        "naive": [("naive", 1.0, lambda: naive, False)],
+        "checkpoint": [("checkpoint", 1.0, lambda: checkpointed, False)],
+        "liger_fused_jsd": [("liger_fused_jsd", 1.0, _liger_fused_jsd, False)],
+        "liger_chunked": [("liger_chunked", 1.0, _liger_chunked, False)],
+        "trl_chunked": [("trl_chunked", 1.0, _trl_chunked, False)],
+        "ours_torch": [("ours_torch", 1.0, lambda: ours("torch"), False)],
+        "ours": [("ours", 1.0, lambda: ours(impl), False)],
+        "ours+select": [("ours+select", r, lambda r=r: ours_select(r, impl), False) for r in ratios],
+        "token_stats": [("token_stats", 1.0, lambda: token_stats_only(impl), True)],
+    }
+    return [case for name in methods for case in table[name]]
+
+
+# ---- measurement ----
+
+def _inputs(num_rows, vocab, h_s, h_t, dtype, device, seed=0):
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    def randn(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen, device=device, dtype=torch.float32) * scale).to(dtype)
+
+    # W ~ 0.02 N(0, 1) as in an initialised LM head: logits of std ~1.3 at H = 4096.
+    hs = randn(num_rows, h_s).requires_grad_(True)
+    ws = randn(vocab, h_s, scale=0.02).requires_grad_(True)
+    ht, wt = randn(num_rows, h_t), randn(vocab, h_t, scale=0.02)
+    labels = torch.randint(0, vocab, (num_rows,), generator=gen, device=device)
+    return hs, ws, ht, wt, labels
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(fn, inputs, device, forward_only, backward, warmup, reps):
+    """(median ms, peak extra GiB or None, last loss) of fn (+ backward) on inputs."""
+    hs, ws = inputs[0], inputs[1]
+    times, peak, loss_value = [], 0, None
+    for i in range(warmup + reps):
+        hs.grad = ws.grad = None
+        _sync(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+        start = time.perf_counter()
+        loss = fn(*inputs)
+        if backward and not forward_only and loss is not None:
+            loss.backward()
+        _sync(device)
+        elapsed = (time.perf_counter() - start) * 1e3
+        if i >= warmup:
+            times.append(elapsed)
+            if device.type == "cuda":
+                peak = max(peak, torch.cuda.max_memory_allocated(device) - base)
+        loss_value = None if loss is None else float(loss.detach().float())
+        del loss
+    return statistics.median(times), (peak / 2**30 if device.type == "cuda" else None), loss_value
+
+
+def _flops(name, ratio, num_rows, vocab, h_s, h_t):
+    loss_rows = max(1, int(ratio * num_rows))
+    stats = 2 * num_rows * vocab * (h_s + h_t)
+    loss = 2 * loss_rows * vocab * (3 * h_s + h_t)
+    return {"token_stats": stats, "ours+select": stats + loss}.get(name, 2 * num_rows * vocab * (3 * h_s + h_t))
+
+
+def _version(package):
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _commit():
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "kernels", "benchmarks/opd_loss.py"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _status(error: BaseException) -> str:
+    if isinstance(error, torch.OutOfMemoryError):
+        return "OOM"
+    if isinstance(error, ImportError):
+        return f"not installed ({error.name or error})"
+    return f"error: {type(error).__name__}: {str(error).splitlines()[0][:100] if str(error) else ''}"
+
+
+def run(args) -> list[dict]:
+    device = torch.device(args.device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    torch.backends.cuda.matmul.allow_tf32 = True  # as the anchors run in training
+    meta = dict(
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), commit=_commit(),
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        torch=torch.__version__, triton=_version("triton"), liger_kernel=_version("liger-kernel"), trl=_version("trl"),
+    )
+    print(" ".join(f"{k}={v}" for k, v in meta.items()), flush=True)
+    impl = args.impl
+    rows = []
+    for num_rows in args.tokens:
+        inputs = _inputs(num_rows, args.vocab, args.hidden, args.teacher_hidden, dtype, device)
+        for name, ratio, factory, forward_only in _cases(args.methods, args.ratios, impl):
+            for mode in args.modes:
+                if forward_only and mode == "full" and "forward" in args.modes:
+                    continue
+                row = dict(meta, method=name, N=num_rows, ratio=ratio, V=args.vocab, H_s=args.hidden,
+                           H_t=args.teacher_hidden, dtype=args.dtype, mode="forward" if forward_only else mode)
+                try:
+                    if name == "liger_chunked":
+                        torch._dynamo.reset()  # its compiled chunk must not reuse another N's graph
+                    ms, gib, loss = measure(factory(), inputs, device, forward_only, mode == "full",
+                                            args.warmup, args.reps)
+                    flops = _flops(name, ratio, num_rows, args.vocab, args.hidden, args.teacher_hidden)
+                    row.update(ms=round(ms, 2), peak_gib=None if gib is None else round(gib, 3),
+                               tflops=round(flops / ms / 1e9, 3), status="ok", loss=loss)
+                except Exception as error:  # an anchor that fails must not stop the others
+                    row.update(ms=None, peak_gib=None, tflops=None, status=_status(error), loss=None)
+                finally:
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                rows.append(row)
+                print(_format_row(row), flush=True)
+        del inputs
+    return rows
+
+
+def _format_row(row):
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    return (f"| {row['method']:<15} | {row['N']:>6} | {row['ratio']:>4.1f} | {row['mode']:<7} | "
+            f"{fmt(row['ms'], '9.2f')} | {fmt(row['peak_gib'], '8.3f')} | {fmt(row['tflops'], '8.4g')} | "
+            f"{row['status']} |")
+
+
+def _print_table(rows):
+    print("\n| method          |      N | ratio| mode    |  ms       | peak GiB |  TFLOP/s | status |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(_format_row(row))
+    for num_rows in sorted({r["N"] for r in rows}):
+        full = [r for r in rows if r["N"] == num_rows and r["method"] == "ours" and r["ms"]]
+        sel = [r for r in rows if r["N"] == num_rows and r["method"] == "ours+select" and r["ms"]]
+        for r in sel if full else []:
+            print(f"N={num_rows}: ours+select ratio {r['ratio']} takes {r['ms'] / full[0]['ms']:.2f}x "
+                  "the full-selection ours time")
+
+
+def _append_csv(rows, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def _parse(argv=None):
+    def ints(text):
+        return [int(x) for x in text.split(",")]
+
+    def floats(text):
+        return [float(x) for x in text.split(",")]
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokens", type=ints, default=[4096, 16384, 32768], help="N values, comma-separated")
+    parser.add_argument("--vocab", type=int, default=151936)
+    parser.add_argument("--hidden", type=int, default=4096, help="H_s")
+    parser.add_argument("--teacher-hidden", type=int, default=4096, help="H_t")
+    parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
+    parser.add_argument("--methods", type=lambda s: s.split(","), default=ALL_METHODS,
+                        help=f"comma-separated subset of {','.join(ALL_METHODS)}")
+    parser.add_argument("--ratios", type=floats, default=[1.0, 0.5, 0.2])
+    parser.add_argument("--modes", type=lambda s: s.split(","), default=["full"], help="full and/or forward")
+    parser.add_argument("--impl", choices=["torch", "triton"], default=None, help="force ours' implementation")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--csv", type=Path, default=None)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny CPU shapes through the torch path, to exercise this script without a GPU")
+    args = parser.parse_args(argv)
+    unknown = set(args.methods) - set(ALL_METHODS)
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; choose from {ALL_METHODS}")
+    if args.smoke:
+        args.tokens, args.vocab, args.hidden, args.teacher_hidden = [64, 256], 1000, 64, 48
+        args.dtype, args.device, args.impl = "fp32", "cpu", "torch"
+    if args.csv is None:
+        # CPU smoke rows are not results: they go to a .tmp file that git ignores.
+        args.csv = RESULTS / ("opd_loss.smoke.tmp" if args.device == "cpu" else "opd_loss.csv")
+    return args
+
+
+def main(argv=None):
+    """Runs the benchmark, prints the table and appends the rows to the CSV file."""
+    args = _parse(argv)
+    rows = run(args)
+    _print_table(rows)
+    _append_csv(rows, args.csv)
+    print(f"appended {len(rows)} rows to {args.csv}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
