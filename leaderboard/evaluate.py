@@ -3,7 +3,7 @@
 Example:
     python -m leaderboard.evaluate agent=thompson suite=bandits trials=50 output_dir=outputs/leaderboard
     python -m leaderboard.evaluate -m agent=oracle,thompson,thompson_memoryless suite=bandits
-    python -m leaderboard.evaluate agent=hf agent.model_path_or_model=/path/to/model suite=orbit-heldout
+    python -m leaderboard.evaluate agent=hf agent.model=/path/to/model suite=orbit-heldout
 
 Trials are independent jobs (env id, episodes, seed, agent config); baselines run in a process pool
 whose workers rebuild the env and agent from that plain config, model agents (`hf`, `vllm`,
@@ -98,27 +98,16 @@ def build_agent(config: AgentConfig, env_id: str) -> Any:
     """
     if isinstance(config, BaselineAgentConfig):
         return agents.baseline(config.baseline, env_id, memory=config.memory, **config.kwargs)
-    sampling = dict(temperature=config.temperature, top_p=config.top_p)
-    if isinstance(config, HFAgentConfig):
-        from agents.hf_agent import HFAgent
+    if isinstance(config, (HFAgentConfig, VLLMAgentConfig)):
+        keys = ("context", "system_prompt", "temperature", "top_p", "top_k", "max_new_tokens", "max_context_tokens", "seed")
+        arguments = {key: getattr(config, key) for key in keys}
+        if isinstance(config, HFAgentConfig):
+            from agents.hf_agent import HFAgent
 
-        return HFAgent(
-            config.model_path_or_model,
-            context=config.context,
-            max_new_tokens=config.max_new_tokens,
-            max_context_tokens=config.max_context_tokens,
-            **sampling,
-        )
-    if isinstance(config, VLLMAgentConfig):
+            return HFAgent(config.model, device=config.device, **arguments)
         from agents.vllm_agent import VLLMAgent
 
-        return VLLMAgent(
-            config.model,
-            context=config.context,
-            max_new_tokens=config.max_new_tokens,
-            max_context_tokens=config.max_context_tokens,
-            **sampling,
-        )
+        return VLLMAgent(config.model, **arguments)
     if isinstance(config, OpenAIAgentConfig):
         from agents.openai_agent import OpenAIAgent
 
@@ -130,7 +119,8 @@ def build_agent(config: AgentConfig, env_id: str) -> Any:
             timeout=config.timeout,
             max_retries=config.max_retries,
             max_concurrency=config.max_concurrency,
-            **sampling,
+            temperature=config.temperature,
+            top_p=config.top_p,
         )
     raise ValueError(f"unknown agent kind {config.kind!r}; allowed: baseline, hf, vllm, openai")
 
@@ -193,6 +183,19 @@ def _run_batch(jobs: list[TrialJob]) -> list[dict]:
     return [_row(job, trial.record, share, trial.tokens_in, trial.tokens_out) for job, trial in zip(jobs, trials, strict=True)]
 
 
+def _batches(jobs: list[TrialJob], size: int) -> list[list[TrialJob]]:
+    """Fixed batches of one env's trials, cut from the full job list (not from what is left to do).
+
+    A batch's sampling stream depends on all its seeds, so a resumed run must rebuild the batches an
+    uninterrupted run would: a batch with any row missing is replayed whole and only its missing rows
+    are appended.
+    """
+    by_env: dict[tuple, list[TrialJob]] = {}
+    for job in jobs:
+        by_env.setdefault((job.env_id, job.episodes, job.env_kwargs), []).append(job)
+    return [same[start : start + size] for same in by_env.values() for start in range(0, len(same), size)]
+
+
 def plan_jobs(config: EvaluateConfig, runs: list[SuiteRun]) -> list[tuple[SuiteRun, list[TrialJob], dict[str, str]]]:
     """Every (suite, its jobs in run order, env ids skipped with the reason) for the config's agent."""
     digest = agent_hash(config.agent)
@@ -238,6 +241,28 @@ def _check_consistent(results: ResultsFile, jobs: list[TrialJob]) -> None:
             )
 
 
+def _run_suite(config: EvaluateConfig, run: SuiteRun, jobs: list[TrialJob], results: ResultsFile, executor) -> None:
+    """Play the suite's jobs missing from `results` and append their rows in job order, with a progress bar."""
+    _check_consistent(results, jobs)
+    pending = [job for job in jobs if job.key not in results]
+    bar = tqdm(
+        total=len(jobs),
+        initial=len(jobs) - len(pending),
+        desc=f"{run.name} | {config.agent.name}",
+        unit="trial",
+        disable=not config.progress,
+        file=sys.stderr,
+    )
+    if isinstance(config.agent, BaselineAgentConfig):
+        for row in executor.map(run_trial, pending):
+            bar.update(int(results.append(row)))
+    else:
+        batches = [batch for batch in _batches(jobs, config.agent.batch_size) if any(job.key not in results for job in batch)]
+        for rows in executor.map(_run_batch, batches):
+            bar.update(results.extend(rows))
+    bar.close()
+
+
 def evaluate(config: EvaluateConfig) -> Path:
     """Run the config's agent on its suite, appending the rows not yet in `<output_dir>/results.jsonl`.
 
@@ -255,35 +280,19 @@ def evaluate(config: EvaluateConfig) -> Path:
     if not any(jobs for _, jobs, _ in plans):
         reasons = {env_id: reason for _, _, skipped in plans for env_id, reason in skipped.items()}
         raise ValueError(f"agent {config.agent.name} runs on no env of suite {config.suite.name}: {reasons}")
-    batched = not isinstance(config.agent, BaselineAgentConfig)
     output_dir = Path(config.output_dir)
-    with ResultsFile(output_dir) as results:
+    # Model agents hold their weights in this process and batch trials themselves: no pool for them.
+    if isinstance(config.agent, BaselineAgentConfig):
+        executor = make_executor(config.executor, config.workers, config.chunk_size)
+    else:
+        executor = SerialExecutor()
+    with ResultsFile(output_dir) as results, executor:
         _record_definitions(output_dir, runs, config.agent, agent_hash(config.agent))
-        executor = SerialExecutor() if batched else make_executor(config.executor, config.workers, config.chunk_size)
-        with executor:
-            for run, jobs, skipped in plans:
-                for env_id, reason in skipped.items():
-                    print(f"[{run.name}] {config.agent.name} skips {env_id}: {reason}", file=sys.stderr)
-                _check_consistent(results, jobs)
-                pending = [job for job in jobs if job.key not in results]
-                bar = tqdm(
-                    total=len(jobs), initial=len(jobs) - len(pending), desc=f"{run.name} | {config.agent.name}",
-                    unit="trial", disable=not config.progress, file=sys.stderr,
-                )
-                if batched:
-                    size = config.agent.batch_size
-                    batches = [
-                        chunk
-                        for env_id in dict.fromkeys(job.env_id for job in pending)
-                        for same_env in [[job for job in pending if job.env_id == env_id]]
-                        for chunk in (same_env[start : start + size] for start in range(0, len(same_env), size))
-                    ]
-                    for rows in executor.map(_run_batch, batches):
-                        bar.update(results.extend(rows))
-                else:
-                    for row in executor.map(run_trial, pending):
-                        bar.update(int(results.append(row)))
-                bar.close()
+        for run, jobs, skipped in plans:
+            for reason in dict.fromkeys(skipped.values()):
+                skipped_ids = [env_id for env_id, why in skipped.items() if why == reason]
+                print(f"[{run.name}] {config.agent.name} skips {', '.join(skipped_ids)}: {reason}", file=sys.stderr)
+            _run_suite(config, run, jobs, results, executor)
     print(f"{results.path}: {len(results.rows)} rows")
     return results.path
 

@@ -103,53 +103,68 @@ class BaselineAgentConfig(AgentConfig):
 
 
 @dataclass
-class _LLMSampling:
-    """Sampling keys shared by the local-model agents (names = `HFAgent` argument names)."""
+class _TokenAgentKeys:
+    """Keys shared by the local-model agents; names are `agents.token_loop.TokenAgent` argument names."""
 
-    #: Transcript kept in the prompt: `full` (every episode) or what the agent class documents.
+    #: Path of a saved model directory (local only: nothing is downloaded at run time).
+    model: str = MISSING
+    #: Context policy (`agents.context.CONTEXT_POLICIES`): `full` keeps every episode in the prompt.
     context: str = "full"
-    #: Sampling temperature (0 means greedy where the class supports it).
+    #: System message (None: the agents' default prompt).
+    system_prompt: Optional[str] = None
+    #: Sampling temperature (> 0; use `greedy` for argmax decoding).
     temperature: float = 1.0
-    #: Nucleus sampling mass.
+    #: Nucleus sampling mass (1.0: off).
     top_p: float = 1.0
-    #: Tokens generated per turn.
+    #: Top-k sampling (0: off).
+    top_k: int = 0
+    #: Tokens generated per turn at most.
     max_new_tokens: int = 32
-    #: Truncate the prompt to this many tokens (None: the model's limit).
+    #: Token budget of a whole trial (None: unlimited); a trial that runs out ends early.
     max_context_tokens: Optional[int] = None
-    #: Trials played together by one `play_batch` call.
+    #: Seed of the agent's sampling streams (combined with each batch's trial seeds).
+    seed: int = 0
+    #: Trials played together by one `play_batch` call (the same trials always form the same batch).
     batch_size: int = 16
-    #: Pass `greedy=True` to `play_batch` (argmax decoding).
+    #: Argmax decoding (`play_batch(greedy=True)`).
     greedy: bool = False
+
+    def _check_sampling(self) -> None:
+        _check_positive("agent", "max_new_tokens", self.max_new_tokens)
+        _check_positive("agent", "batch_size", self.batch_size)
+        _check_positive("agent", "temperature", self.temperature)
+        if self.max_context_tokens is not None and self.max_context_tokens <= self.max_new_tokens:
+            raise ValueError(
+                f"agent.max_context_tokens ({self.max_context_tokens}) must exceed agent.max_new_tokens "
+                f"({self.max_new_tokens}), or be null"
+            )
+        if not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError(f"agent.top_p must be in (0, 1] and agent.top_k >= 0, got {self.top_p}, {self.top_k}")
 
 
 @dataclass
-class HFAgentConfig(AgentConfig, _LLMSampling):
+class HFAgentConfig(AgentConfig, _TokenAgentKeys):
     """A local transformers model (`agents.hf_agent.HFAgent`), batched in the evaluating process."""
 
     kind: str = "hf"
-    #: Path of a saved model directory (its tokenizer is loaded from the same place).
-    model_path_or_model: str = MISSING
+    #: Where the model runs (None: CUDA when available, else CPU).
+    device: Optional[str] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive("agent", "max_new_tokens", self.max_new_tokens)
-        _check_positive("agent", "batch_size", self.batch_size)
-        _check_positive("agent", "max_context_tokens", self.max_context_tokens, allow_none=True)
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError(f"agent.temperature must be >= 0 and agent.top_p in (0, 1], got {self.temperature}, {self.top_p}")
+        self._check_sampling()
 
 
 @dataclass
-class VLLMAgentConfig(AgentConfig, _LLMSampling):
-    """A local model served by vLLM in the evaluating process (`agents.vllm_agent.VLLMAgent`)."""
+class VLLMAgentConfig(AgentConfig, _TokenAgentKeys):
+    """A local model run by vLLM in the evaluating process (`agents.vllm_agent.VLLMAgent`)."""
 
     kind: str = "vllm"
-    #: Path or name of the model vLLM loads (local only: no hub access at run time).
-    model: str = MISSING
+    batch_size: int = 64
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive("agent", "batch_size", self.batch_size)
+        self._check_sampling()
 
 
 @dataclass

@@ -44,7 +44,8 @@ def plot_suite(table: SuiteTable, path: Path, colors: dict[str, str]) -> None:
     panels.sort(key=lambda label: (label != "suite mean", table.env_labels.index(label) if label in table.env_labels else 0))
     rows = math.ceil(len(panels) / _COLUMNS)
     columns = min(_COLUMNS, len(panels))
-    figure = Figure(figsize=(3.2 * columns, 2.4 * rows + 0.5), layout="constrained")
+    # At least two panels wide, so a one-env suite still gets a readable figure (and legend).
+    figure = Figure(figsize=(max(3.2 * columns, 6.4), 2.4 * rows + 0.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     ylabel = "success rate" if table.curve_metric == "success" else "regret per episode"
@@ -57,9 +58,10 @@ def plot_suite(table: SuiteTable, path: Path, colors: dict[str, str]) -> None:
             points = [point for point in curve if point is not None]
             style = dict(color=colors[entry.label], linestyle="-" if entry.role == "agent" else "--")
             axis.plot(episodes, [point.mean for point in points], marker="o", markersize=3, label=entry.label, **style)
-            axis.fill_between(
-                episodes, [point.low for point in points], [point.high for point in points], alpha=0.12, color=style["color"]
-            )
+            low, high = [point.low for point in points], [point.high for point in points]
+            if table.curve_metric == "success":
+                low, high = [max(value, 0.0) for value in low], [min(value, 1.0) for value in high]
+            axis.fill_between(episodes, low, high, alpha=0.12, color=style["color"])
         axis.set_title(panel, fontsize=9)
         axis.set_xlabel("episode", fontsize=8)
         axis.set_ylabel(ylabel, fontsize=8)

@@ -13,9 +13,10 @@ Metrics (one row per trial, see `leaderboard.results`):
     tokens_in / tokens_out: per trial (model agents only).
     wall_time_s: per trial.
 
-Ranking rule: agents that ran on more of the suite's envs rank first (an agent skipped where its
-algorithm does not apply is not compared on a different env mix); then by the suite's `rank_by`:
-mean success at the last episode (higher first) or mean in-context regret (lower first); then by name.
+Ranking rule: by the suite's `rank_by`, mean success at the last episode (higher first) or mean
+in-context regret (lower first), then by name. Only agents that ran on every env of the suite get a
+rank; an agent skipped where its algorithm does not apply (linucb without features) averages over a
+different env mix, so it is listed after the ranked ones, unranked, by coverage and then the same metric.
 """
 
 from __future__ import annotations
@@ -143,6 +144,17 @@ class SuiteTable:
     rank_by: str
     env_labels: list[str]
     entries: list[AgentEntry] = field(default_factory=list)
+
+    def ranks(self) -> list[int | None]:
+        """Rank of each entry (1 = best), None for agents that did not run on every env."""
+        ranks, next_rank = [], 1
+        for entry in self.entries:
+            if entry.envs_covered == len(self.env_labels):
+                ranks.append(next_rank)
+                next_rank += 1
+            else:
+                ranks.append(None)
+        return ranks
 
     @property
     def curve_metric(self) -> str:
@@ -281,7 +293,7 @@ def ranking_rule(table: SuiteTable) -> str:
     metric = "mean in-context regret (lower is better)" if table.rank_by in _LOWER_IS_BETTER else (
         "mean success at the last episode (higher is better)"
     )
-    return f"Ranked by {metric}; agents that ran on more of the suite's envs rank first."
+    return f"Ranked by {metric}; agents that skipped some of the suite's envs are listed after, unranked."
 
 
 def table_rows(table: SuiteTable) -> tuple[list[str], list[list[str]]]:
@@ -292,9 +304,10 @@ def table_rows(table: SuiteTable) -> tuple[list[str], list[list[str]]]:
     metrics = [metric for metric in METRICS if any(entry.metrics[metric.key] for entry in table.entries)]
     header = ["#", "agent", "role", "envs", "trials"] + [metric.label for metric in metrics]
     cells = [
-        [str(rank), entry.label, entry.role, f"{entry.envs_covered}/{len(table.env_labels)}", str(entry.trials)]
+        ["-" if rank is None else str(rank), entry.label, entry.role, f"{entry.envs_covered}/{len(table.env_labels)}"]
+        + [str(entry.trials)]
         + [format_interval(entry.metrics[metric.key]) for metric in metrics]
-        for rank, entry in enumerate(table.entries, start=1)
+        for rank, entry in zip(table.ranks(), table.entries, strict=True)
     ]
     return header, cells
 
@@ -333,7 +346,7 @@ def to_json(tables: list[SuiteTable]) -> dict:
                         "per_env": {key: maybe(value) for key, value in entry.per_env.items()},
                         "curves": {key: [maybe(point) for point in curve] for key, curve in entry.curves.items()},
                     }
-                    for rank, entry in enumerate(table.entries, start=1)
+                    for rank, entry in zip(table.ranks(), table.entries, strict=True)
                 ],
             }
             for table in tables
@@ -348,13 +361,13 @@ def to_csv(tables: list[SuiteTable]) -> str:
     columns = [f"{metric.key}_{part}" for metric in METRICS for part in ("mean", "ci_low", "ci_high")]
     writer.writerow(["suite", "rank", "agent", "agent_key", "role", "envs_covered", "envs_total", "trials"] + columns)
     for table in tables:
-        for rank, entry in enumerate(table.entries, start=1):
+        for rank, entry in zip(table.ranks(), table.entries, strict=True):
             values = []
             for metric in METRICS:
                 result = entry.metrics[metric.key]
                 values += ["", "", ""] if result is None else [repr(result.mean), repr(result.low), repr(result.high)]
             writer.writerow(
-                [table.name, rank, entry.name, entry.key, entry.role, entry.envs_covered, len(table.env_labels), entry.trials]
+                [table.name, "" if rank is None else rank, entry.name, entry.key, entry.role, entry.envs_covered, len(table.env_labels), entry.trials]
                 + values
             )
     return buffer.getvalue()
