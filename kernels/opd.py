@@ -95,10 +95,11 @@ def _tiles(dtype: torch.dtype) -> dict:
 
 
 def _dot_precision(dtype: torch.dtype) -> str:
-    # fp32 inputs honour torch's tf32 switch; half-precision dots ignore the setting.
-    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
-        return "tf32"
-    return "ieee"
+    # fp32 inputs honour torch's tf32 switch ("ieee" = exact fp32 FMA). Half-precision dots
+    # ignore the setting; they get Triton's default.
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"
 
 
 def _num_sms(device: torch.device) -> int:

@@ -28,7 +28,7 @@ _TRITON_MARKS = [pytest.mark.skipif(not HAS_TRITON, reason="triton is not instal
 
 # (N, V, H_s, H_t). N = 1; an odd N with V not a multiple of any block; V a multiple of the
 # block. H_s != H_t in the first two. Small enough for the interpreter (~1 s per call).
-SHAPES = [(1, 1000, 32, 48), (37, 1000, 64, 32), (64, 2048, 32, 32)]
+SHAPES = [(1, 1000, 32, 48), (37, 1000, 64, 32), (64, 1024, 32, 32)]
 # Per-dtype normwise tolerance. Half-precision gradients are returned in the input dtype, so
 # their error is dominated by one final rounding (2^-11 for fp16, 2^-8 for bf16).
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
