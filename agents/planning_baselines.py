@@ -152,11 +152,15 @@ class TravelGreedy(PlanningAgent):
             window = kind_params["return_train_window"]
             low, high = _minutes(window["earliest"]), _minutes(window["latest"])
             return [r for r in rows if r["mode"] == "train" and low <= _minutes(r["depart"]) <= high]
-        convenient = [r for r in rows if (_minutes(r["arrive"]) <= 14 * 60 if outbound else _minutes(r["depart"]) >= 15 * 60)]
-        return choose_cheapest(convenient, lambda r: r["price"]) + choose_cheapest(rows, lambda r: r["price"])
+        # Convenient legs first (a day in town), then ones that still leave time to reach the hotel or station.
+        if outbound:
+            rank = lambda r: 0 if _minutes(r["arrive"]) <= 14 * 60 else 1 if _minutes(r["arrive"]) <= 21 * 60 else 2  # noqa: E731
+        else:
+            rank = lambda r: 0 if _minutes(r["depart"]) >= 15 * 60 else 1 if _minutes(r["depart"]) >= 10 * 60 else 2  # noqa: E731
+        return sorted(rows, key=lambda r: (rank(r), r["price"], r["number"]))
 
     def _choose_leg(self, rows, kind_params, outbound, travellers) -> Script:
-        for row in self._pick_leg(rows, kind_params, outbound)[:6]:
+        for row in self._pick_leg(rows, kind_params, outbound)[:8]:
             details = yield _call("get_transport_details", number=row["number"], date=row["date"])
             if details and details["seats_left"] >= travellers:
                 return details

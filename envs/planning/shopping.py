@@ -123,7 +123,8 @@ class ShoppingPlanning(TextEnv):
         return "Request:\n" + self.task.query
 
     def _on_format_error(self) -> Turn:
-        return Turn(self._format_error_text(), info={"tool": None, "tool_result": None, "tool_error": "format error"})
+        text = self._format_error_text()
+        return Turn(text, info={"tool": None, "tool_result": None, "tool_error": text})
 
     def _play(self, action: str) -> Turn:
         name = None

@@ -223,30 +223,27 @@ def best_carts(level: int, candidates, coupons=(), budget: int = 0) -> list[tupl
 
 def _catalog(rng, count: int) -> list[Product]:
     categories = list(CATEGORIES)
-    bases = names(rng, count, set())
-    # One vectorised draw per attribute: scalar draws dominate generation time otherwise.
-    brands = rng.integers(len(BRANDS), size=count)
-    adjectives = rng.integers(len(_ADJECTIVES), size=count)
-    colours = rng.integers(len(COLOURS), size=count)
-    genders = rng.integers(3, size=count)
-    seasons = rng.integers(len(SEASONS), size=count)
-    keep = rng.random((count, 8)) < 0.7
-    unit = rng.random(count)
-    ratings = rng.integers(30, 51, size=count)
-    sales = rng.integers(0, 5000, size=count)
-    stock = np.where(rng.random(count) < 0.9, rng.integers(1, 30, size=count), 0)
-    ship = rng.integers(1, 8, size=count)
+    # One uniform matrix for every attribute: numpy's per-call overhead dominated generation time.
+    u = rng.random((count, 20))
+    ints = lambda column, low, high: (low + (u[:, column] * (high - low)).astype(np.int64)).tolist()  # noqa: E731
+    brands, adjectives, colours = ints(0, 0, len(BRANDS)), ints(1, 0, len(_ADJECTIVES)), ints(2, 0, len(COLOURS))
+    genders, seasons, ratings, sales = ints(3, 0, 3), ints(4, 0, len(SEASONS)), ints(5, 30, 51), ints(6, 0, 5000)
+    stock, ship, unit = ints(7, 1, 30), ints(8, 1, 8), u[:, 9].tolist()
+    models = ints(10, 100, 1000)
+    in_stock = (u[:, 19] < 0.9).tolist()
+    keep = (u[:, 11:19] < 0.7).tolist()  # each of up to 8 sizes is offered with probability 0.7
     result = []
     for index in range(count):
         category = categories[index % len(categories)]
         system, (low, high) = CATEGORIES[category]
         sizes = _SIZES[system]
-        offered = tuple(s for s, k in zip(sizes, keep[index][: len(sizes)], strict=True) if k) or sizes[:1]
+        offered = tuple(size for k, size in enumerate(sizes) if keep[index][k]) or sizes[:1]
         brand = BRANDS[brands[index]]
         result.append(Product(
-            f"P{index + 1:04d}", f"{brand} {_ADJECTIVES[adjectives[index]]} {bases[index]} {category}", category, brand,
+            f"P{index + 1:04d}", f"{brand} {_ADJECTIVES[adjectives[index]]} {category} {brand[0]}{models[index]}", category, brand,
             COLOURS[colours[index]], _GENDERS[genders[index]], SEASONS[seasons[index]], offered,
-            int(low + unit[index] * (high - low)), int(ratings[index]), int(sales[index]), int(stock[index]), int(ship[index]),
+            int(low + unit[index] * (high - low)), ratings[index], sales[index], stock[index] if in_stock[index] else 0,
+            ship[index],
         ))
     return result
 
@@ -260,7 +257,8 @@ _ARTICLES = {"jeans": "a pair of jeans", "sneakers": "a pair of sneakers", "boot
 
 def _requirement(rng, catalog, user: User, category: str, sizes: tuple[int, int]) -> tuple[Requirement, list] | None:
     """A requirement built around a fitting target product, with `sizes` matching products; None if none found."""
-    fitting = [p for p in catalog if matches(p, Requirement(category, (), ""), user)]
+    plain = Requirement(category, (), "")
+    fitting = [p for p in catalog if matches(p, plain, user)]
     if len(fitting) < sizes[0]:
         return None
     for _ in range(12):
@@ -316,51 +314,66 @@ def generate_shopping_task(rng: np.random.Generator, difficulty: str = "easy", h
     if difficulty not in SHOPPING_TIERS:
         raise ValueError(f"difficulty={difficulty!r}; allowed: {sorted(SHOPPING_TIERS)}")
     tier = SHOPPING_TIERS[difficulty]
-    for _ in range(300):
-        catalog = _catalog(rng, tier.products)
-        user = User(names(rng, 1, set())[0], ("men", "women")[int(rng.integers(2))], _SIZES["clothing"][int(rng.integers(4))],
-                    _SIZES["shoes"][int(rng.integers(8))], _coupons(rng, catalog, tier.level))
-        categories = [str(c) for c in rng.permutation(list(CATEGORIES))[: tier.items]]
-        drawn = [_requirement(rng, catalog, user, c, tier.candidates) for c in categories]
-        if any(d is None for d in drawn):
-            continue
-        requirements = tuple(d[0] for d in drawn)
-        candidates = [d[1] for d in drawn]
-        avoid = ""
-        if hidden:
-            naive = best_carts(1, candidates)
-            avoid = naive[0][1][int(rng.integers(len(naive[0][1])))].brand
-            candidates = [[p for p in c if p.brand != avoid] for c in candidates]
-            if any(not c for c in candidates):
-                continue
-        budget = _budget(rng, candidates) if tier.level == 2 else 0
-        if tier.level == 2 and budget is None:
-            continue
-        ranked = best_carts(tier.level, candidates, user.coupons, budget or 0)
-        if not ranked or (len(ranked) > 1 and ranked[0][0] == ranked[1][0]):
-            continue
-        cheapest = best_carts(1, candidates)[0][1]
-        if tier.level == 3 and (ranked[0][1] == cheapest and not ranked[0][2]) and rng.random() < 0.8:
-            continue  # mostly keep instances where the coupons change the answer
-        _, products, coupons = ranked[0]
-        query = _query(user, requirements, budget or 0, tier.level)
-        return ShoppingTask(tier.level, tuple(catalog), user, requirements, budget or 0, tuple(p.id for p in products),
-                            tuple(sorted(c.id for c in coupons)), avoid, query)
+    for attempt in range(300):
+        if attempt % 4 == 0:
+            # A new catalog every fourth draw; in between only the shopper and the request change.
+            catalog = _catalog(rng, tier.products)
+        task = _draw_task(rng, tier, catalog, hidden)
+        if task is not None:
+            return task
     raise RuntimeError(f"no untied {difficulty} shopping task in 300 draws")
+
+
+def _draw_task(rng, tier: ShoppingTier, catalog: list[Product], hidden: bool) -> ShoppingTask | None:
+    """One shopper and request over `catalog`, or None when the best cart is tied or trivial."""
+    user = User(names(rng, 1, set())[0], ("men", "women")[int(rng.integers(2))], _SIZES["clothing"][int(rng.integers(4))],
+                _SIZES["shoes"][int(rng.integers(8))], _coupons(rng, catalog, tier.level))
+    categories = [str(c) for c in rng.permutation(list(CATEGORIES))[: tier.items]]
+    drawn = [_requirement(rng, catalog, user, c, tier.candidates) for c in categories]
+    if any(d is None for d in drawn):
+        return None
+    requirements = tuple(d[0] for d in drawn)
+    candidates = [d[1] for d in drawn]
+    avoid = ""
+    if hidden:
+        naive = best_carts(1, candidates)
+        avoid = naive[0][1][int(rng.integers(len(naive[0][1])))].brand
+        candidates = [[p for p in c if p.brand != avoid] for c in candidates]
+        if any(not c for c in candidates):
+            return None
+    budget = _budget(rng, candidates) if tier.level == 2 else 0
+    if budget is None:
+        return None
+    ranked = best_carts(tier.level, candidates, user.coupons, budget)
+    if not ranked or (len(ranked) > 1 and ranked[0][0] == ranked[1][0]):
+        return None
+    cheapest = best_carts(1, candidates)[0][1]
+    if tier.level == 3 and ranked[0][1] == cheapest and not ranked[0][2] and rng.random() < 0.8:
+        return None  # mostly keep level-3 instances where the coupons matter
+    _, products, coupons = ranked[0]
+    return ShoppingTask(tier.level, tuple(catalog), user, requirements, budget, tuple(p.id for p in products),
+                        tuple(sorted(c.id for c in coupons)), avoid, _query(user, requirements, budget, tier.level))
 
 
 def _budget(rng, candidates) -> int | None:
     """A level-2 budget whose best cart is unique and differs from both the cheapest and the best-rated."""
-    unconstrained = best_carts(2, candidates, budget=10**9)
-    cheapest = best_carts(1, candidates)[0][1]
-    prices = sorted({sum(p.price for p in combo) for _, combo, _ in unconstrained})
-    options = []
-    for budget in prices:
-        ranked = best_carts(2, candidates, budget=budget)
-        if len(ranked) > 1 and ranked[0][0] == ranked[1][0]:
+    combos = sorted(
+        ((sum(p.price for p in combo), -sum(p.rating for p in combo), combo) for combo in itertools.product(*candidates)),
+        key=lambda row: row[:2],
+    )
+    cheapest = combos[0][2]
+    best_rated = min(combos, key=lambda row: (row[1], row[0]))[2]
+    options, best = [], None
+    for index, (price, negative_rating, combo) in enumerate(combos):
+        # Sweeping budgets upwards: the best cart within `price` is the best of the prefix.
+        if best is None or (negative_rating, price) < best[:2]:
+            best = (negative_rating, price, combo)
+        last_at_price = index + 1 == len(combos) or combos[index + 1][0] > price
+        if not last_at_price:
             continue
-        if ranked and ranked[0][1] not in (cheapest, unconstrained[0][1]):
-            options.append(budget)
+        ties = [row for row in combos[: index + 1] if (row[1], row[0]) == best[:2]]
+        if len(ties) == 1 and best[2] not in (cheapest, best_rated):
+            options.append(price)
     return int(options[int(rng.integers(len(options)))]) if options else None
 
 

@@ -77,7 +77,8 @@ class TravelPlanning(TextEnv):
             raise ValueError(f"difficulty={difficulty!r}; allowed: {sorted(TRAVEL_TIERS)}")
         if hidden is not None and hidden not in HIDDEN_KINDS:
             raise ValueError(f"hidden={hidden!r}; allowed: None or {sorted(HIDDEN_KINDS)}")
-        kwargs.setdefault("max_turns", 3 if database_in_prompt else TRAVEL_TIERS[difficulty].max_turns)
+        # In the database mode a turn is only needed to resubmit after a schema error.
+        kwargs.setdefault("max_turns", 6 if database_in_prompt else TRAVEL_TIERS[difficulty].max_turns)
         super().__init__(max_invalid=max_invalid, max_action_chars=max_action_chars, **kwargs)
         self.difficulty, self.hidden = difficulty, hidden
         self.database_in_prompt, self.shaped_reward = bool(database_in_prompt), bool(shaped_reward)
@@ -134,7 +135,8 @@ class TravelPlanning(TextEnv):
         return text
 
     def _on_format_error(self) -> Turn:
-        return Turn(self._format_error_text(), info=self._tool_info(None, None, "format error"))
+        text = self._format_error_text()
+        return Turn(text, info=self._tool_info(None, None, text))
 
     def _play(self, action: str) -> Turn:
         try:
@@ -175,7 +177,7 @@ class TravelPlanning(TextEnv):
         plan, errors = read_plan(raw)
         if plan is None:
             message = "the plan does not match the schema: " + "; ".join(errors)
-            text = f"[submit_plan] rejected, fix and resubmit: {'; '.join(errors)}\nSchema: {PLAN_SCHEMA_TEXT}"
+            text = f"[submit_plan] rejected: {message}. Fix it and resubmit.\nSchema: {PLAN_SCHEMA_TEXT}"
             return Turn(text, invalid=True, info=self._tool_info("submit_plan", None, message))
         verdict = check_plan(self.task, plan)
         scores = verdict.scores()

@@ -33,6 +33,7 @@ __all__ = [
     "CONSTRAINT_KINDS",
     "HIDDEN_KINDS",
     "generate_task",
+    "witness_plan",
     "constraint_candidates",
     "NEAR_DECIKM",
 ]
@@ -239,8 +240,11 @@ def _preferences(constraints, hidden: Hidden | None) -> Preferences:
     )
 
 
-def _witness(world: TravelWorld, trip: Trip, constraints, hidden: Hidden | None) -> dict | None:
-    """The cheapest-first schedule that meets every constraint (and the hidden fact, when given)."""
+def witness_plan(world: TravelWorld, trip: Trip, constraints, hidden: Hidden | None) -> dict | None:
+    """The cheapest-first schedule meeting every constraint and, when given, the hidden fact; None if not found.
+
+    With `hidden=None` on a meta task it is the plan of a planner unaware of the hidden fact.
+    """
     fixed = {c.kind: c.answer[0] for c in constraints if c.kind not in ("free_attractions_of_type", "top_rated_of_type")}
     n = trip.travellers
     legs = [t for t in world.transports if t.seats >= n]
@@ -349,7 +353,7 @@ def generate_task(rng: np.random.Generator, difficulty: str = "medium", hidden_f
         constraints = _draw_constraints(rng, world, trip, tier.num_constraints)
         if constraints is None:
             continue
-        plan = _witness(world, trip, constraints, None)
+        plan = witness_plan(world, trip, constraints, None)
         if plan is None:
             continue
         hidden = None
@@ -358,7 +362,7 @@ def generate_task(rng: np.random.Generator, difficulty: str = "medium", hidden_f
             hidden = _draw_hidden(rng, hidden_family, world, trip, constraints, plan)
             if hidden is None:
                 continue
-            plan = _witness(world, trip, constraints, hidden)
+            plan = witness_plan(world, trip, constraints, hidden)
             if plan is None:
                 continue
             budget = _round_up(plan["total_cost"] * (1 + tier.budget_slack))

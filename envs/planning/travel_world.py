@@ -290,18 +290,26 @@ _VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "io", "ou")
 _CODAS = ("", "", "n", "r", "s", "l", "m")
 
 
+def _ints(column: np.ndarray, low: int, high: int) -> list[int]:
+    """Integers in [low, high) from one column of uniform draws in [0, 1).
+
+    Each generator draws one uniform matrix and derives every attribute from a column: numpy's
+    per-call overhead, not arithmetic, dominated generation time with one draw per attribute.
+    """
+    return (low + (column * (high - low)).astype(np.int64)).tolist()
+
+
 def names(rng: np.random.Generator, count: int, used: set[str]) -> list[str]:
     """`count` new pronounceable names (2-3 syllables) not in `used`; adds them to `used`."""
     found: list[str] = []
     while len(found) < count:
-        # One vectorised draw per batch: scalar draws dominate generation time otherwise.
         batch = 2 * (count - len(found)) + 4
-        syllables = rng.integers(2, 4, size=batch)
-        onsets = rng.integers(len(_ONSETS), size=(batch, 3))
-        vowels = rng.integers(len(_VOWELS), size=(batch, 3))
-        codas = rng.integers(len(_CODAS), size=batch)
+        u = rng.random((batch, 8))
+        syllables, codas = _ints(u[:, 0], 2, 4), _ints(u[:, 1], 0, len(_CODAS))
+        onsets = [_ints(u[:, 2 + k], 0, len(_ONSETS)) for k in range(3)]
+        vowels = [_ints(u[:, 5 + k], 0, len(_VOWELS)) for k in range(3)]
         for row in range(batch):
-            parts = [_ONSETS[onsets[row, k]] + _VOWELS[vowels[row, k]] for k in range(syllables[row])]
+            parts = [_ONSETS[onsets[k][row]] + _VOWELS[vowels[k][row]] for k in range(syllables[row])]
             name = ("".join(parts) + _CODAS[codas[row]]).capitalize()
             if name not in used and len(name) <= 12 and len(found) < count:
                 used.add(name)
@@ -315,26 +323,19 @@ def _points(rng: np.random.Generator, count: int, radius: int) -> list[tuple[int
     while len(points) < count:
         draws = rng.integers(-radius, radius + 1, size=(2 * count + 4, 2))
         inside = draws[(draws**2).sum(axis=1) <= radius * radius]
-        points += [(int(x), int(y)) for x, y in inside[: count - len(points)]]
+        points += [tuple(row) for row in inside[: count - len(points)].tolist()]
     return points
-
-
-def _pick(options, indices) -> list:
-    return [options[int(i)] for i in indices]
 
 
 def _attractions(rng, count: int, used: set[str]) -> list[Attraction]:
     bases = names(rng, count, used)
-    kinds = _pick(ATTRACTION_TYPES, rng.integers(len(ATTRACTION_TYPES), size=count))
-    free_draw, closed_draw = rng.random(count), rng.random(count)
-    prices = 5 * rng.integers(2, 31, size=count)
-    opens = 360 + 30 * rng.integers(0, 9, size=count)
-    closes = 960 + 30 * rng.integers(0, 13, size=count)
-    weekdays = rng.integers(7, size=count)
-    min_visits = _pick((60, 90, 120), rng.integers(3, size=count))
-    extra = _pick((60, 90, 120, 180), rng.integers(4, size=count))
-    ratings = rng.integers(30, 51, size=count)
-    suffixes = rng.integers(12, size=count)
+    u = rng.random((count, 11))
+    kinds = [ATTRACTION_TYPES[i] for i in _ints(u[:, 0], 0, len(ATTRACTION_TYPES))]
+    free_draw, closed_draw = u[:, 1].tolist(), u[:, 2].tolist()
+    prices, opens, closes = _ints(u[:, 3], 2, 31), _ints(u[:, 4], 0, 9), _ints(u[:, 5], 0, 13)
+    weekdays, ratings, suffixes = _ints(u[:, 6], 0, 7), _ints(u[:, 7], 30, 51), _ints(u[:, 8], 0, 12)
+    min_visits = [(60, 90, 120)[i] for i in _ints(u[:, 9], 0, 3)]
+    extra = [(60, 90, 120, 180)[i] for i in _ints(u[:, 10], 0, 4)]
     points = _points(rng, count, _CITY_RADIUS_DECIKM)
     result = []
     for i in range(count):
@@ -343,9 +344,9 @@ def _attractions(rng, count: int, used: set[str]) -> list[Attraction]:
         suffix_options = _TYPE_SUFFIXES[kinds[i]]
         result.append(
             Attraction(
-                f"{bases[i]} {suffix_options[int(suffixes[i]) % len(suffix_options)]}", kinds[i], int(ratings[i]) / 10,
-                0 if free_draw[i] < free_odds else int(prices[i]), int(opens[i]), int(closes[i]),
-                int(weekdays[i]) if closed_draw[i] < 0.35 else -1, min_visits[i], min_visits[i] + extra[i], *points[i],
+                f"{bases[i]} {suffix_options[suffixes[i] % len(suffix_options)]}", kinds[i], ratings[i] / 10,
+                0 if free_draw[i] < free_odds else 5 * prices[i], 360 + 30 * opens[i], 960 + 30 * closes[i],
+                weekdays[i] if closed_draw[i] < 0.35 else -1, min_visits[i], min_visits[i] + extra[i], *points[i],
             )
         )
     return result
@@ -353,12 +354,11 @@ def _attractions(rng, count: int, used: set[str]) -> list[Attraction]:
 
 def _restaurants(rng, count: int, used: set[str], near: list[Attraction]) -> list[Restaurant]:
     bases = names(rng, count, used)
-    suffixes = _pick(_RESTAURANT_SUFFIXES, rng.integers(len(_RESTAURANT_SUFFIXES), size=count))
-    cuisines = _pick(CUISINES, rng.integers(len(CUISINES), size=count))
-    prices = 5 * rng.integers(3, 31, size=count)
-    ratings = rng.integers(30, 51, size=count)
-    opens = 420 + 30 * rng.integers(0, 9, size=count)
-    closes = _pick((900, 1230, 1260, 1290, 1320, 1350, 1380), rng.integers(7, size=count))
+    u = rng.random((count, 6))
+    suffixes = [_RESTAURANT_SUFFIXES[i] for i in _ints(u[:, 0], 0, len(_RESTAURANT_SUFFIXES))]
+    cuisines = [CUISINES[i] for i in _ints(u[:, 1], 0, len(CUISINES))]
+    prices, ratings, opens = _ints(u[:, 2], 3, 31), _ints(u[:, 3], 30, 51), _ints(u[:, 4], 0, 9)
+    closes = [(900, 1230, 1260, 1290, 1320, 1350, 1380)[i] for i in _ints(u[:, 5], 0, 7)]
     spread = _points(rng, count, _CITY_RADIUS_DECIKM)
     offsets = _points(rng, count, 15)
     result = []
@@ -367,54 +367,54 @@ def _restaurants(rng, count: int, used: set[str], near: list[Attraction]) -> lis
         anchor = near[i % len(near)] if i % 2 == 0 and near else None
         x, y = (anchor.x + offsets[i][0], anchor.y + offsets[i][1]) if anchor else spread[i]
         result.append(
-            Restaurant(f"{bases[i]} {suffixes[i]}", cuisines[i], int(prices[i]), int(ratings[i]) / 10,
-                       int(opens[i]), int(closes[i]), x, y)
+            Restaurant(f"{bases[i]} {suffixes[i]}", cuisines[i], 5 * prices[i], ratings[i] / 10, 420 + 30 * opens[i], closes[i], x, y)
         )
     return result
 
 
 def _hotels(rng, count: int, used: set[str]) -> list[Hotel]:
     bases = names(rng, count, used)
-    stars = rng.integers(2, 6, size=count)
-    jitter = rng.integers(-6, 7, size=count)
-    brands = _pick(HOTEL_BRANDS, rng.integers(len(HOTEL_BRANDS), size=count))
-    prices = 60 * stars + 10 * rng.integers(0, 15, size=count)
+    u = rng.random((count, 4))
+    stars, jitter, prices = _ints(u[:, 0], 2, 6), _ints(u[:, 1], -6, 7), _ints(u[:, 2], 0, 15)
+    brands = [HOTEL_BRANDS[i] for i in _ints(u[:, 3], 0, len(HOTEL_BRANDS))]
     points = _points(rng, count, _CITY_RADIUS_DECIKM)
     result = []
     for i in range(count):
         # Ratings follow stars loosely (+-0.6), clipped to 3.0-5.0.
-        rating = min(50, max(30, int(stars[i]) * 5 + 20 + int(jitter[i]))) / 10
-        result.append(Hotel(f"{brands[i]} {bases[i]}", brands[i], int(stars[i]), int(prices[i]), rating, *points[i]))
+        rating = min(50, max(30, stars[i] * 5 + 20 + jitter[i])) / 10
+        result.append(Hotel(f"{brands[i]} {bases[i]}", brands[i], stars[i], 60 * stars[i] + 10 * prices[i], rating, *points[i]))
     return result
 
 
-def _departures(rng, mode: str, count: int, trip_km: float, origin: str, destination: str, date: str, used: set[str]):
-    stops = (rng.random(count) < 0.35).astype(int) if mode == "flight" else np.zeros(count, dtype=int)
-    jitter_minutes = 5 * rng.integers(0, 7, size=count)
-    jitter_price = 5 * rng.integers(0, 13, size=count)
-    premium = rng.random(count) < 0.3
-    departs = 360 + 5 * rng.integers(0, 187, size=count)
-    scarce, seats_low, seats_high = rng.random(count) < 0.2, rng.integers(0, 4, size=count), rng.integers(4, 40, size=count)
-    prefixes = ["G"] * count if mode == "train" else _pick(("CA", "MU", "ZH", "HU"), rng.integers(4, size=count))
-    suffixes = rng.integers(100, 10000, size=count)
+def _timetable(rng, legs: list[tuple[str, str, str, str]], trip_km: float) -> list[Transport]:
+    """One departure per (mode, origin, destination, date) in `legs`, all drawn in one batch."""
+    count = len(legs)
+    u = rng.random((count, 10))
+    stops = (u[:, 0] < 0.35).tolist()
+    jitter_minutes, jitter_price = _ints(u[:, 1], 0, 7), _ints(u[:, 2], 0, 13)
+    premium, scarce = (u[:, 3] < 0.3).tolist(), (u[:, 4] < 0.2).tolist()
+    departs, seats_low, seats_high = _ints(u[:, 5], 0, 187), _ints(u[:, 6], 0, 4), _ints(u[:, 7], 4, 40)
+    prefixes, suffixes = _ints(u[:, 8], 0, 4), _ints(u[:, 9], 100, 10000)
+    used: set[str] = set()
     result = []
-    for i in range(count):
+    for i, (mode, origin, destination, date) in enumerate(legs):
+        stop = int(stops[i] and mode == "flight")
         if mode == "train":
-            minutes = int(round(trip_km / 220 * 60)) + 20 + int(jitter_minutes[i])
-            price = int(round(trip_km * 0.45 / 5)) * 5 + int(jitter_price[i])
+            minutes = int(round(trip_km / 220 * 60)) + 20 + 5 * jitter_minutes[i]
+            price = int(round(trip_km * 0.45 / 5)) * 5 + 5 * jitter_price[i]
         else:
-            minutes = int(round(trip_km / 750 * 60)) + 45 + 100 * int(stops[i]) + int(jitter_minutes[i])
-            price = int(round((150 + trip_km * 0.35) * (0.8 if stops[i] else 1.0) / 5)) * 5 + int(jitter_price[i])
+            minutes = int(round(trip_km / 750 * 60)) + 45 + 100 * stop + 5 * jitter_minutes[i]
+            price = int(round((150 + trip_km * 0.35) * (0.8 if stop else 1.0) / 5)) * 5 + 5 * jitter_price[i]
         if premium[i]:
             price = int(round(price * (1.6 if mode == "train" else 2.2) / 5)) * 5
-        depart = min(int(departs[i]), 1435 - minutes)
-        number = f"{prefixes[i]}{int(suffixes[i])}"
+        depart = min(360 + 5 * departs[i], 1435 - minutes)
+        prefix = "G" if mode == "train" else ("CA", "MU", "ZH", "HU")[prefixes[i]]
+        number = f"{prefix}{suffixes[i]}"
         while number in used:
-            number = f"{prefixes[i]}{int(rng.integers(100, 10000))}"
+            number = f"{prefix}{int(rng.integers(100, 10000))}"
         used.add(number)
-        seats = int(seats_low[i]) if scarce[i] else int(seats_high[i])
         result.append(Transport(number, mode, origin, destination, date, depart, depart + minutes,
-                                SEAT_CLASSES[mode][int(premium[i])], price, seats, int(stops[i])))
+                                SEAT_CLASSES[mode][int(premium[i])], price, seats_low[i] if scarce[i] else seats_high[i], stop))
     return result
 
 
@@ -446,12 +446,14 @@ def generate_world(rng: np.random.Generator, tier: TravelTier) -> tuple[TravelWo
     attractions = _attractions(rng, tier.attractions, used)
     restaurants = _restaurants(rng, tier.restaurants, used, attractions)
     hotels = _hotels(rng, tier.hotels, used)
-    numbers: set[str] = set()
-    transports = []
-    for date in dates:
-        for source, target in ((origin, destination), (destination, origin)):
-            for mode in ("train", "flight"):
-                transports += _departures(rng, mode, tier.departures, trip_km, source, target, date, numbers)
+    legs = [
+        (mode, source, target, date)
+        for date in dates
+        for source, target in ((origin, destination), (destination, origin))
+        for mode in ("train", "flight")
+        for _ in range(tier.departures)
+    ]
+    transports = _timetable(rng, legs, trip_km)
     transports.sort(key=lambda t: (t.date, t.origin, t.depart, t.number))
     world = TravelWorld(
         tuple(cities), destination, tuple(attractions), tuple(restaurants), tuple(hotels), tuple(transports),
