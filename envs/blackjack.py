@@ -60,8 +60,9 @@ def winning_draw(task: Deck, max_hits: int) -> list[int] | None:
     available = Counter(task.pile)
     for hits in range(max_hits + 1):
         for values in itertools.combinations_with_replacement(sorted(available), hits):
-            needed = Counter(values)
-            if all(available[v] >= n for v, n in needed.items()) and dealer < hand_value(task.player + values) <= 21:
+            if not dealer < hand_value(task.player + values) <= 21:
+                continue
+            if all(available[v] >= n for v, n in Counter(values).items()):
                 indices, used = [], set()
                 for value in values:
                     index = next(i for i, card in enumerate(task.pile) if card == value and i not in used)

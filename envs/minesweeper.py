@@ -47,9 +47,13 @@ def neighbours(cell: Cell, rows: int, cols: int) -> list[Cell]:
 
 def mine_counts(task: Minefield) -> dict[Cell, int]:
     """Number of adjacent mines for every safe cell."""
+    grid = np.zeros((task.rows + 2, task.cols + 2), dtype=np.int64)  # one cell of padding on each side
+    for r, c in task.mines:
+        grid[r + 1, c + 1] = 1
+    around = sum(grid[1 + dr : 1 + dr + task.rows, 1 + dc : 1 + dc + task.cols]
+                 for dr in (-1, 0, 1) for dc in (-1, 0, 1)) - grid[1:-1, 1:-1]
     mines = set(task.mines)
-    return {(r, c): sum(n in mines for n in neighbours((r, c), task.rows, task.cols))
-            for r in range(task.rows) for c in range(task.cols) if (r, c) not in mines}
+    return {(r, c): int(around[r, c]) for r in range(task.rows) for c in range(task.cols) if (r, c) not in mines}
 
 
 def reveal(task: Minefield, counts: dict[Cell, int], revealed: set[Cell], cell: Cell) -> set[Cell]:
