@@ -1,1 +1,8 @@
-"""Evaluation, results tables, plots and the static leaderboard page."""
+"""Evaluation, results tables, plots and the static leaderboard page.
+
+`python -m leaderboard.evaluate agent=<name> suite=<name>` appends one row per trial to
+`<output_dir>/results.jsonl`; `python -m leaderboard.render <dirs...>` turns rows into
+leaderboard.{json,csv,md} and index.html. Submodules are imported on use (evaluation needs Hydra).
+"""
+
+__all__ = ["evaluate", "evaluate_config", "executors", "page", "render", "results", "suites"]

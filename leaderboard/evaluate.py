@@ -42,7 +42,7 @@ from leaderboard.evaluate_config import (
 )
 from leaderboard.executors import SerialExecutor, make_executor
 from leaderboard.results import ResultsFile, RowKey, make_row
-from leaderboard.suites import SuiteRun, resolve_suite
+from leaderboard.suites import SuiteRun, merge_suite_definitions, resolve_suite
 
 __all__ = ["TrialJob", "evaluate", "agent_hash", "build_agent", "plan_jobs", "run_trial", "main"]
 
@@ -222,13 +222,15 @@ def _write_json_atomic(path: Path, data: dict) -> None:
 
 def _record_definitions(output_dir: Path, runs: list[SuiteRun], config: AgentConfig, digest: str) -> None:
     """Keep the suites and agent configs next to the results, so rendering needs no config files."""
-    for filename, updates in (
-        ("suites.json", {run.name: run.to_dict() for run in runs}),
-        ("agents.json", {f"{config.name}@{digest}": _plain(config)}),
-    ):
-        path = output_dir / filename
-        known = json.loads(path.read_text()) if path.exists() else {}
-        _write_json_atomic(path, {**known, **updates})
+    path = output_dir / "suites.json"
+    suites = json.loads(path.read_text()) if path.exists() else {}
+    for run in runs:
+        definition = run.to_dict()
+        suites[run.name] = merge_suite_definitions(suites[run.name], definition) if run.name in suites else definition
+    _write_json_atomic(path, suites)
+    path = output_dir / "agents.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    _write_json_atomic(path, {**known, f"{config.name}@{digest}": _plain(config)})
 
 
 def _check_consistent(results: ResultsFile, jobs: list[TrialJob]) -> None:

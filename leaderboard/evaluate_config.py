@@ -75,6 +75,9 @@ class AgentConfig:
     exclude_envs: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        expected = _KINDS.get(type(self).__name__)
+        if expected is not None and self.kind != expected:
+            raise ValueError(f"agent.kind is {expected!r} for a {type(self).__name__}, got {self.kind!r}")
         if not self.name or any(ch in self.name for ch in "@/\\\n"):
             raise ValueError(f"agent.name must be a non-empty name without '@', '/' or newlines, got {self.name!r}")
 
@@ -93,8 +96,6 @@ class BaselineAgentConfig(AgentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.kind != "baseline":
-            raise ValueError(f"agent.kind must be 'baseline' for a baseline config, got {self.kind!r}")
         for reserved in ("memory", "seed"):
             if reserved in self.kwargs:
                 raise ValueError(
@@ -274,6 +275,14 @@ class EvaluateConfig:
         if not self.output_dir:
             raise ValueError("output_dir must name a directory")
 
+
+# The `kind` each agent schema stands for (informative in agents.json; a mismatch is an error).
+_KINDS = {
+    "BaselineAgentConfig": "baseline",
+    "HFAgentConfig": "hf",
+    "VLLMAgentConfig": "vllm",
+    "OpenAIAgentConfig": "openai",
+}
 
 # Schema names: each YAML file names its schema first in its `defaults` list.
 AGENT_SCHEMAS = {

@@ -18,15 +18,18 @@ from leaderboard.render import SuiteTable, per_env_rows, ranking_rule, table_row
 
 __all__ = ["agent_colors", "plot_suite", "figure_name", "write_page"]
 
-_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22"]
+_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#e377c2", "#bcbd22"]
+# Oracles are drawn in dark neutral colours, so a reference ceiling never looks like a contestant.
+_ORACLE_PALETTE = ["black", "#7f7f7f", "#8c564b"]
 _COLUMNS = 4
 
 
 def agent_colors(tables: list[SuiteTable]) -> dict[str, str]:
-    """One colour per agent label, the same in every suite's figure; oracles are black."""
-    labels = sorted({entry.label for table in tables for entry in table.entries if entry.role != "oracle"})
-    colors = {label: _PALETTE[index % len(_PALETTE)] for index, label in enumerate(labels)}
-    colors.update({entry.label: "black" for table in tables for entry in table.entries if entry.role == "oracle"})
+    """One colour per agent label, the same in every suite's figure; oracles get black, then greys."""
+    colors = {}
+    for oracle, palette in ((False, _PALETTE), (True, _ORACLE_PALETTE)):
+        labels = sorted({entry.label for table in tables for entry in table.entries if (entry.role == "oracle") == oracle})
+        colors.update({label: palette[index % len(palette)] for index, label in enumerate(labels)})
     return colors
 
 

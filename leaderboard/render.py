@@ -2,7 +2,7 @@
 
 Rows from every directory are merged and deduplicated by identity key (the first copy wins). A row
 belongs to every suite (from the directories' `suites.json`) that lists its env id with its episode
-count. Per suite and agent, every metric is the mean over the agent's trials with a 95% Student-t
+count and its seed (so a suite's table never mixes in another suite's seed block). Per suite and agent, every metric is the mean over the agent's trials with a 95% Student-t
 interval, mean +- t(0.975, n-1) * sd / sqrt(n) (no interval for one trial).
 
 Metrics (one row per trial, see `leaderboard.results`):
@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from leaderboard.results import RESULTS_FILE, read_rows, row_key
+from leaderboard.suites import merge_suite_definitions
 
 __all__ = [
     "METRICS",
@@ -93,6 +94,10 @@ def t_quantile(degrees_of_freedom: int, probability: float = 0.975) -> float:
     return float(np.interp(probability, cumulative, grid))
 
 
+def _round(value: float) -> float:
+    return float(f"{value:.6g}")
+
+
 @dataclass(frozen=True)
 class Interval:
     """A mean with its 95% interval over `count` values (low == high == mean when count < 2)."""
@@ -103,8 +108,8 @@ class Interval:
     count: int
 
     def to_dict(self) -> dict:
-        """JSON form."""
-        return {"mean": self.mean, "ci_low": self.low, "ci_high": self.high, "n": self.count}
+        """JSON form, to 6 significant digits (the tables show 3; full precision is in the csv)."""
+        return {"mean": _round(self.mean), "ci_low": _round(self.low), "ci_high": _round(self.high), "n": self.count}
 
 
 def interval(values: Sequence[float]) -> Interval | None:
@@ -188,10 +193,7 @@ def load(directories: Sequence[str | Path]) -> tuple[list[dict], dict[str, dict]
             rows.append(row)
         definitions = directory / "suites.json"
         for name, suite in (json.loads(definitions.read_text()) if definitions.exists() else {}).items():
-            known = suites.setdefault(name, dict(suite, envs=[]))
-            for env in suite["envs"]:
-                if all((env["id"], env["episodes"]) != (other["id"], other["episodes"]) for other in known["envs"]):
-                    known["envs"].append(env)
+            suites[name] = merge_suite_definitions(suites[name], suite) if name in suites else suite
     if duplicates:
         warnings.warn(f"ignored {duplicates} duplicate rows (same agent, env, episodes and seed)", stacklevel=2)
     return rows, suites
@@ -249,10 +251,10 @@ def aggregate(rows: list[dict], suites: dict[str, dict]) -> list[SuiteTable]:
     for name in sorted(suites):
         suite = suites[name]
         envs = [(env["id"], int(env["episodes"])) for env in suite["envs"]]
-        members = set(envs)
+        members, seeds = set(envs), set(suite["seeds"])
         by_agent: dict[str, list[dict]] = {}
         for row in rows:
-            if (row["env_id"], row["episodes"]) in members:
+            if (row["env_id"], row["episodes"]) in members and row["seed"] in seeds:
                 by_agent.setdefault(row_key(row)[0], []).append(row)
         if not by_agent:
             continue

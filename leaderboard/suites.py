@@ -16,7 +16,16 @@ from omegaconf import OmegaConf
 
 from leaderboard.evaluate_config import SuiteConfig
 
-__all__ = ["CONFIG_DIR", "SuiteRun", "SuiteEnv", "suite_names", "load_suite", "resolve_suite", "check_registered"]
+__all__ = [
+    "CONFIG_DIR",
+    "SuiteRun",
+    "SuiteEnv",
+    "suite_names",
+    "load_suite",
+    "resolve_suite",
+    "check_registered",
+    "merge_suite_definitions",
+]
 
 #: The repository's Hydra config directory (suites live in its `suite/` group).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -140,3 +149,12 @@ def resolve_suite(
             if all(run.name != existing.name for existing in runs):
                 runs.append(run)
     return runs
+
+
+def merge_suite_definitions(known: dict, update: dict) -> dict:
+    """One suite definition from two: the union of their envs and of their seeds (runs may differ in trials)."""
+    envs_merged = list(known["envs"])
+    for env in update["envs"]:
+        if all((env["id"], env["episodes"]) != (other["id"], other["episodes"]) for other in envs_merged):
+            envs_merged.append(env)
+    return {**update, "envs": envs_merged, "seeds": sorted(set(known["seeds"]) | set(update["seeds"]))}

@@ -86,7 +86,7 @@ def test_process_pool_matches_serial(tmp_path):
     serial = evaluate_agent("thompson", suite, tmp_path / "serial")
     pool = evaluate_agent("thompson", suite, tmp_path / "pool", executor=ExecutorKind.process, workers=2, chunk_size=2)
     assert _without_timing(read_rows(serial)) == _without_timing(read_rows(pool))
-    assert len(read_rows(serial)) == 6  # thompson skips the contextual env
+    assert len(read_rows(serial)) == 12  # 2 envs x 6 trials
 
 
 def test_agent_with_no_env_in_the_suite_fails(tmp_path):

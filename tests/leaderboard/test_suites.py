@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from leaderboard.evaluate_config import SuiteConfig, SuiteEnvConfig
-from leaderboard.suites import load_suite, resolve_suite, suite_names
+from leaderboard.suites import load_suite, merge_suite_definitions, resolve_suite, suite_names
 
 
 def _write_suite(directory: Path, name: str, body: str) -> None:
@@ -64,3 +64,17 @@ def test_bad_suite_values_name_the_key(tmp_path):
     _write_suite(tmp_path, "bad", "envs:\n  - {id: icl/BernoulliBandit-Meta-v0, horizon: 5}\n")
     with pytest.raises(Exception, match="horizon"):
         load_suite("bad", tmp_path)
+
+
+@pytest.mark.parametrize("name", suite_names())
+def test_every_shipped_suite_lists_only_registered_ids(name):
+    runs = resolve_suite(load_suite(name), trials=1)
+    assert runs and all(run.envs and run.seeds for run in runs)
+
+
+def test_definitions_merge_envs_and_seeds():
+    first = {"name": "s", "rank_by": "success_last", "seeds": [0, 1], "envs": [{"id": "a", "episodes": 3, "kwargs": {}}]}
+    second = dict(first, seeds=[1, 2, 3], envs=[{"id": "a", "episodes": 3, "kwargs": {}}, {"id": "b", "episodes": 1, "kwargs": {}}])
+    merged = merge_suite_definitions(first, second)
+    assert merged["seeds"] == [0, 1, 2, 3]
+    assert [(env["id"], env["episodes"]) for env in merged["envs"]] == [("a", 3), ("b", 1)]
