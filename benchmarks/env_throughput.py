@@ -47,6 +47,16 @@ TEXTARENA_EQUIVALENTS: dict[str, Equivalent] = {
     "icl/BestArmBandit-Easy-v0": Equivalent(
         "Bandit-v0", lambda rng: f"[{rng.choice(['red', 'blue', 'green', 'yellow', 'purple'])}]"
     ),
+    # Grid and puzzle families: same sizes where TextArena has them (its Sokoban-v0 room is 6x6 with 3 boxes).
+    "icl/Hanoi-Easy-v0": Equivalent("TowerOfHanoi-v0", lambda rng: f"[{rng.choice(list('ABC'))} {rng.choice(list('ABC'))}]"),
+    "icl/Hanoi-Hard-v0": Equivalent(
+        "TowerOfHanoi-v0-medium", lambda rng: f"[{rng.choice(list('ABC'))} {rng.choice(list('ABC'))}]"
+    ),
+    "icl/HiddenFrozenLake-Easy-v0": Equivalent("FrozenLake-v0", lambda rng: f"[{rng.choice(['up', 'down', 'left', 'right'])}]"),
+    "icl/HiddenFrozenLake-Medium-v0": Equivalent(
+        "FrozenLake-v0-hardcore", lambda rng: f"[{rng.choice(['up', 'down', 'left', 'right'])}]"
+    ),
+    "icl/Sokoban-Medium-v0": Equivalent("Sokoban-v0", lambda rng: f"[{rng.choice(['up', 'down', 'left', 'right'])}]"),
 }
 
 

@@ -1,14 +1,4 @@
-"""Blocksworld: rearrange block stacks with the four PDDL actions, optionally under obfuscated names.
-
-The state is fully shown. In the obfuscated tiers (Mystery Blocksworld, PlanBench) the four actions are
-called by nonsense words whose meanings are a hidden permutation, fixed for the trial; the agent learns
-them from which attempts succeed and from the precondition-violation messages, then plans. A* over
-the (stacks, hand) states with an admissible heuristic gives the exact optimum; breadth-first search
-would visit up to 695,417 states at n=8, A* a small fraction (about 20 ms per plan at n=8).
-
-Tiers (`envs/__init__.py`): Easy 4 blocks with plain names; Medium 5 blocks, obfuscated; Hard 6 blocks,
-obfuscated.
-"""
+"""Blocksworld: rearrange block stacks with the four PDDL actions, optionally under obfuscated names."""
 
 from __future__ import annotations
 
@@ -63,12 +53,15 @@ class BlocksTask:
 
     @property
     def blocks(self) -> tuple[str, ...]:
+        """The block names, sorted."""
         return tuple(sorted(block for stack in self.initial for block in stack))
 
     def verb_of(self, word: str) -> str:
+        """The verb the action word `word` means."""
         return self.verbs[self.words.index(word)]
 
     def word_of(self, verb: str) -> str:
+        """The action word that means `verb`."""
         return self.words[self.verbs.index(verb)]
 
 
@@ -239,7 +232,11 @@ class Blocksworld(TextEnv):
 
     Description: turn the initial stacks into the goal stacks with one action per turn; the hand holds
         at most one block. In obfuscated tiers the names blick, dax, wug, fep stand for the four actions
-        in a hidden order that stays fixed for every episode of a trial (Mystery Blocksworld).
+        in a hidden order that stays fixed for every episode of a trial (Mystery Blocksworld, PlanBench);
+        the agent learns them from which attempts succeed and from the precondition-violation messages.
+        `solve_blocks` (A* with an admissible heuristic) gives the exact optimum; breadth-first search
+        would visit up to 695,417 states at 8 blocks, A* a small fraction (about 20 ms per plan). Tiers:
+        Easy 4 blocks with plain names; Medium 5 blocks, obfuscated; Hard 6 blocks, obfuscated.
     Action Space: text; a name and its blocks inside `\\boxed{}`, e.g. `\\boxed{unstack A B}` or `\\boxed{dax A}`.
     Observation Space: text; the outcome, the stacks (bottom to top), the hand and the goal stacks.
     Starting State: initial stacks, goal stacks and the name permutation drawn from `np_random` at reset.

@@ -1,12 +1,4 @@
-"""Hanoi: the Tower of Hanoi with an optional hidden rule, adjacent-peg moves only, fixed for a trial.
-
-Without the rule the optimum is 2^n - 1 moves; with it (no direct A <-> C move) it is 3^n - 1. Whether
-the rule holds is the hidden task: the agent learns it from the first rejected A <-> C move, and an agent
-that remembers plays the right optimum from the next episode on.
-
-Tiers (`envs/__init__.py`): Easy 3 disks and no rule (TextArena TowerOfHanoi-v0's 14-move budget);
-Medium 3 disks, the rule with probability 0.5, 30 moves; Hard 4 disks, the rule with probability 0.5, 90 moves.
-"""
+"""Hanoi: the Tower of Hanoi with an optional hidden rule, adjacent-peg moves only, fixed for a trial."""
 
 from __future__ import annotations
 
@@ -46,10 +38,12 @@ class HanoiTask:
 
 
 def initial_pegs(num_disks: int) -> Pegs:
+    """All disks on peg A, largest at the bottom."""
     return (tuple(range(num_disks, 0, -1)), (), ())
 
 
 def goal_pegs(num_disks: int) -> Pegs:
+    """All disks on peg C, largest at the bottom."""
     return ((), (), tuple(range(num_disks, 0, -1)))
 
 
@@ -132,7 +126,11 @@ class Hanoi(TextEnv):
 
     Description: move all disks from peg A to peg C, one top disk per turn, never a larger disk on a
         smaller one. With probability `rule_probability` per trial the hidden rule also forbids A <-> C
-        moves; the rule is fixed for every episode of the trial.
+        moves; the rule is fixed for every episode of the trial. The optimum is 2^n - 1 moves without
+        the rule and 3^n - 1 with it; the first rejected A <-> C move reveals the rule, and an agent that
+        remembers it plays the right optimum from the next episode on. Tiers: Easy 3 disks and no rule
+        (TextArena TowerOfHanoi-v0's 14-move budget); Medium 3 disks, the rule with probability 0.5, 30
+        moves; Hard 4 disks, the rule with probability 0.5, 90 moves.
     Action Space: text; source and target pegs inside `\\boxed{}`, e.g. `\\boxed{A C}` or `\\boxed{A->C}`.
     Observation Space: text; the pegs with their disks from bottom to top, e.g. "A: 3 2 1 | B: - | C: -".
     Starting State: all disks on A; the rule is drawn from `np_random` at reset.

@@ -1,12 +1,4 @@
-"""HiddenFrozenLake: FrozenLake whose holes are invisible until fallen into; holes and slipperiness persist.
-
-The grid, start and goal are shown; the holes are not. Falling into one ends the episode and reveals it,
-so an agent that remembers where it fell (and which cells were safe) walks a safe path in later episodes.
-With a slip probability p, a move goes to one of the two perpendicular directions with probability p.
-
-Tiers (`envs/__init__.py`): Easy 4x4 with 3 holes (TextArena FrozenLake-v0), Medium 5x5 with 6 holes
-(TextArena FrozenLake-v0-hardcore), Hard 6x6 with 9 holes and a hidden slip probability in [0, 0.2].
-"""
+"""HiddenFrozenLake: FrozenLake whose holes are invisible until fallen into; holes and slipperiness persist."""
 
 from __future__ import annotations
 
@@ -45,6 +37,7 @@ class LakeTask:
     slip: float = 0.0
 
     def safe_cells(self) -> frozenset[Cell]:
+        """Every cell that is not a hole."""
         rows, columns = self.size
         holes = set(self.holes)
         return frozenset((r, c) for r in range(rows) for c in range(columns) if (r, c) not in holes)
@@ -111,12 +104,18 @@ def reaches_goal(task: LakeTask, moves: list[str]) -> bool:
     return cell == task.goal
 
 
-def solve_lake(task: LakeTask) -> list[str]:
-    """A shortest safe move list from the start to the goal (BFS over the non-hole cells)."""
+@functools.lru_cache(maxsize=1024)
+def _solve(task: LakeTask) -> tuple[str, ...] | None:
     path = shortest_path(task.start, task.goal, task.safe_cells())
+    return None if path is None else tuple(path)
+
+
+def solve_lake(task: LakeTask) -> list[str]:
+    """A shortest safe move list from the start to the goal (BFS over the non-hole cells, cached per task)."""
+    path = _solve(task)
     if path is None:
         raise ValueError("the lake's goal is unreachable without crossing a hole; the task is malformed")
-    return path
+    return list(path)
 
 
 def _outcomes(task: LakeTask, cell: Cell, direction: str) -> list[tuple[float, Cell]]:
@@ -160,22 +159,33 @@ def success_probabilities(task: LakeTask, horizon: int) -> np.ndarray:
 
 
 def best_move(task: LakeTask, cell: Cell, moves_left: int, horizon: int | None = None) -> str:
-    """The direction maximising the success probability with `moves_left` moves (first in DIRECTIONS on ties).
+    """The direction maximising the success probability with `moves_left` moves.
 
-    `horizon` (at least `moves_left`) only selects the cached value table; pass the episode's turn cap
-    so every call of an episode reuses one table.
+    Ties (without slip every move that keeps a safe path in budget scores 1) go to the move that also
+    succeeds with fewer moves left, i.e. the fastest, then to the first in DIRECTIONS. `horizon` (at
+    least `moves_left`) only selects the cached value table: pass the episode's turn cap so every call
+    of an episode reuses one table.
     """
     moves_left = max(moves_left, 1)
-    values = success_probabilities(task, max(horizon or moves_left, moves_left))[moves_left - 1]
-    scores = [sum(p * values[nxt] for p, nxt in _outcomes(task, cell, d)) for d in DIRECTIONS]
-    return DIRECTIONS[int(np.argmax(scores))]
+    table = success_probabilities(task, max(horizon or moves_left, moves_left))[:moves_left]
+
+    def expected(direction: str, values: np.ndarray) -> float:
+        return sum(p * values[nxt] for p, nxt in _outcomes(task, cell, direction))
+
+    scores = [(expected(d, table[-1]), sum(expected(d, values) for values in table)) for d in DIRECTIONS]
+    return DIRECTIONS[max(range(len(DIRECTIONS)), key=lambda k: (scores[k], -k))]
 
 
 class HiddenFrozenLake(TextEnv):
     """Cross a frozen lake to the goal; the holes are invisible until the agent falls into one.
 
     Description: the grid, the start (top left) and the goal (bottom right) are shown; the hole layout
-        and the slip probability are the hidden task, fixed for every episode of a trial.
+        and the slip probability are the hidden task, fixed for every episode of a trial. Falling into a
+        hole ends the episode and reveals it, so an agent that remembers where it fell (and which cells
+        were safe) walks a safe path later. With slip probability p a move goes to one of the two
+        perpendicular directions with probability p. Tiers: Easy 4x4 with 3 holes (TextArena
+        FrozenLake-v0), Medium 5x5 with 6 holes (FrozenLake-v0-hardcore), Hard 6x6 with 9 holes and a
+        hidden slip probability drawn from [0, 0.2].
     Action Space: text; `up`, `down`, `left` or `right` inside `\\boxed{}`.
     Observation Space: text; the move's outcome, the position and the grid without holes
         (`P` the agent, `G` the goal, `.` ice).
@@ -232,16 +242,17 @@ class HiddenFrozenLake(TextEnv):
     def _start(self) -> str:
         self._position = self.task.start
         self._optimal = len(solve_lake(self.task))
+        rows, columns = self.task.size
+        # The grid without the agent (holes are never drawn): one row string per row, cells space-separated.
+        self._empty_grid = [
+            " ".join("G" if (row, column) == self.task.goal else "." for column in range(columns)) for row in range(rows)
+        ]
         return self._where()
 
     def _grid(self) -> str:
-        rows = []
-        for row in range(self.task.size[0]):
-            cells = []
-            for column in range(self.task.size[1]):
-                cell = (row, column)
-                cells.append("P" if cell == self._position else "G" if cell == self.task.goal else ".")
-            rows.append(" ".join(cells))
+        rows = list(self._empty_grid)
+        row, column = self._position
+        rows[row] = rows[row][: 2 * column] + "P" + rows[row][2 * column + 1 :]
         return "\n".join(rows)
 
     def _where(self) -> str:
@@ -282,6 +293,9 @@ class HiddenFrozenLake(TextEnv):
         return Turn(prefix + " " + self._where(), info=self._state_info(slipped))
 
     def oracle_return(self) -> float:
+        if self.task.slip == 0:
+            # Without slips the optimum succeeds exactly when the shortest safe path fits (no value iteration).
+            return 1.0 if self._optimal <= self.max_turns else 0.0
         return float(success_probabilities(self.task, self.max_turns)[self.max_turns][self.task.start])
 
     def _episode_metrics(self) -> dict:

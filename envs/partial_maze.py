@@ -1,16 +1,8 @@
-"""PartialMaze: a maze seen only through the four cells next to the agent; the layout persists across episodes.
-
-The ORBIT held-out maze (arXiv 2602.04089, `maze` validation task): shapes 6-7 x 6-7 (walls on the
-border), the goal at the farthest reachable cell from the start, regenerated until the shortest path is
-7-8 moves, 9 moves per episode. An episode-1 agent must explore; an agent that remembers the map walks
-straight to the goal in episode 2 or 3.
-
-Tiers (`envs/__init__.py`): Easy 5-6 x 5-6 with a 4-5 move path; Medium is ORBIT's setting; Hard 8-9 x 8-9
-with an 11-13 move path and 15 moves.
-"""
+"""PartialMaze: a maze seen only through the four cells next to the agent; the layout persists across episodes."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,41 +37,50 @@ class MazeTask:
     goal: Cell
 
 
-def _grow(rng: np.random.Generator, height: int, width: int) -> tuple[list[list[str]], Cell]:
-    """Carve one-cell-wide corridors from a random interior start (a growing tree), then open 1-2 loops."""
-    grid = [["#"] * width for _ in range(height)]
-    start = (int(rng.integers(1, height - 1)), int(rng.integers(1, width - 1)))
-    grid[start[0]][start[1]] = "."
+def _grow(rng: np.random.Generator, height: int, width: int) -> tuple[list[str], Cell]:
+    """Carve one-cell-wide corridors from a random interior start (a growing tree), then open 1-2 loops.
 
-    def interior_wall(cell: Cell) -> bool:
-        return 1 <= cell[0] < height - 1 and 1 <= cell[1] < width - 1 and grid[cell[0]][cell[1]] == "#"
+    Cells are flat indices `row * width + column`; the random draws are made in batches up front, which
+    is what keeps a maze under a millisecond (a tree has at most 2 x cells grow-or-retire iterations).
+    """
+    size = height * width
+    interior = [0 < index // width < height - 1 and 0 < index % width < width - 1 for index in range(size)]
+    is_open = [False] * size
+    offsets = (-width, width, -1, 1)
+    start = int(rng.integers(1, height - 1)) * width + int(rng.integers(1, width - 1))
+    is_open[start] = True
+    budget = 2 * size + 4
+    orders = rng.permuted(np.tile(np.arange(4), (budget, 1)), axis=1).tolist()
+    newest, picks = (rng.random(budget) < _NEWEST_PROBABILITY).tolist(), rng.random(budget).tolist()
 
-    def open_around(cell: Cell) -> int:
-        return sum(grid[r][c] == "." for r, c in (move(cell, d) for d in DIRECTIONS))
+    def open_around(index: int) -> int:
+        return is_open[index - width] + is_open[index + width] + is_open[index - 1] + is_open[index + 1]
 
     active = [start]
-    while active:
-        index = len(active) - 1 if rng.random() < _NEWEST_PROBABILITY else int(rng.integers(len(active)))
-        cell = active[index]
-        for direction in rng.permutation(DIRECTIONS):
-            nxt = move(cell, str(direction))
+    for iteration in range(budget):
+        if not active:
+            break
+        position = len(active) - 1 if newest[iteration] else int(picks[iteration] * len(active))
+        cell = active[position]
+        for k in orders[iteration]:
+            nxt = cell + offsets[k]
             # Only carve cells touching one open cell, so corridors stay one cell wide and form a tree.
-            if interior_wall(nxt) and open_around(nxt) <= 1:
-                grid[nxt[0]][nxt[1]] = "."
+            if interior[nxt] and not is_open[nxt] and open_around(nxt) <= 1:
+                is_open[nxt] = True
                 active.append(nxt)
                 break
         else:
-            active.pop(index)
-    walls = [(r, c) for r in range(1, height - 1) for c in range(1, width - 1) if grid[r][c] == "#"]
+            active.pop(position)
+    walls = [index for index in range(size) if interior[index] and not is_open[index]]
     loops = int(rng.integers(1, 3))
-    for position in rng.permutation(len(walls)):
+    for position in rng.permutation(len(walls)).tolist():
         if loops == 0:
             break
-        cell = walls[int(position)]
-        if open_around(cell) == 2:
-            grid[cell[0]][cell[1]] = "."
+        if open_around(walls[position]) == 2:
+            is_open[walls[position]] = True
             loops -= 1
-    return grid, start
+    layout = ["".join("." if is_open[row * width + c] else "#" for c in range(width)) for row in range(height)]
+    return layout, (start // width, start % width)
 
 
 def fallback_maze(width: int, height: int, path_length: int) -> MazeTask:
@@ -117,8 +118,8 @@ def generate_maze(
     """
     for _ in range(_MAX_ATTEMPTS):
         width, height = shapes[int(rng.integers(len(shapes)))]
-        grid, start = _grow(rng, height, width)
-        layout = tuple("".join(line) for line in grid)
+        rows, start = _grow(rng, height, width)
+        layout = tuple(rows)
         distances = bfs_distances(start, open_cells(layout))
         farthest = max(distances.values())
         if min_path <= farthest <= max_path:
@@ -156,20 +157,30 @@ def reaches_goal(task: MazeTask, moves: list[str]) -> bool:
     return cell == task.goal
 
 
-def solve_maze(task: MazeTask) -> list[str]:
-    """An optimal move list from the start to the goal (BFS over the full map)."""
+@functools.lru_cache(maxsize=1024)
+def _solve(task: MazeTask) -> tuple[str, ...] | None:
     path = shortest_path(task.start, task.goal, open_cells(task.layout))
+    return None if path is None else tuple(path)
+
+
+def solve_maze(task: MazeTask) -> list[str]:
+    """An optimal move list from the start to the goal (BFS over the full map, cached per task)."""
+    path = _solve(task)
     if path is None:
         raise ValueError("the maze's goal is unreachable from its start; the task is malformed")
-    return path
+    return list(path)
 
 
 class PartialMaze(TextEnv):
     """Reach the goal of a maze seen only through the four cells around the agent.
 
-    Description: ORBIT's held-out maze. The layout, start and goal are the hidden task and stay fixed for
-        every episode of a trial; the agent sees its position and whether each neighbour is a wall, a
-        path or the goal, so an agent that remembers the map it explored finds the goal faster.
+    Description: ORBIT's held-out maze (arXiv 2602.04089, `maze` validation task): shapes 6-7 x 6-7
+        with walls on the border, the goal at the farthest reachable cell from the start, regenerated
+        until the shortest path is 7-8 moves, 9 moves per episode. The layout, start and goal are the
+        hidden task and stay fixed for every episode of a trial; the agent sees its position and whether
+        each neighbour is a wall, a path or the goal. An episode-1 agent must explore; one that remembers
+        the map walks straight to the goal later. Tiers: Easy 5-6 x 5-6 with a 4-5 move path; Medium is
+        ORBIT's setting; Hard 8-9 x 8-9 with an 11-13 move path and 15 moves.
     Action Space: text; `up`, `down`, `left` or `right` inside `\\boxed{}` ("move up" also works).
     Observation Space: text; the position (0-based row and column, the border is row 0) and the four
         neighbours, e.g. "up: wall, down: path, left: path, right: goal".
@@ -230,12 +241,12 @@ class PartialMaze(TextEnv):
     def _view(self) -> dict:
         return {direction: cell_kind(self.task, move(self._position, direction)) for direction in DIRECTIONS}
 
-    def _where(self) -> str:
-        around = ", ".join(f"{direction}: {kind}" for direction, kind in self._view().items())
+    def _where(self, view: dict | None = None) -> str:
+        around = ", ".join(f"{direction}: {kind}" for direction, kind in (view or self._view()).items())
         return f"You are at {cell_text(self._position)}. {around}."
 
-    def _state_info(self, moved: bool) -> dict:
-        return {"position": self._position, "view": self._view(), "moved": moved}
+    def _state_info(self, moved: bool, view: dict | None = None) -> dict:
+        return {"position": self._position, "view": view or self._view(), "moved": moved}
 
     def reset(self, *, seed=None, options=None):
         observation, info = super().reset(seed=seed, options=options)
@@ -257,7 +268,8 @@ class PartialMaze(TextEnv):
         if nxt == self.task.goal:
             return Turn("You reached the goal!", reward=1.0, done=True, success=True, info=self._state_info(True))
         prefix = f"You moved {direction}." if moved else "You hit a wall and stayed in place."
-        return Turn(prefix + " " + self._where(), info=self._state_info(moved))
+        view = self._view()
+        return Turn(prefix + " " + self._where(view), info=self._state_info(moved, dict(view)))
 
     def oracle_return(self) -> float:
         return 1.0 if self._optimal <= self.max_turns else 0.0

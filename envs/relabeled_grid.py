@@ -1,13 +1,4 @@
-"""RelabeledGrid: a fully visible grid whose action names are secretly permuted; the permutation persists.
-
-The agent sees the grid, its position and the goal, but not which of its action names moves in which
-direction. Watching where each name takes it identifies the permutation; an agent that remembers it
-walks the shortest path in the next episodes. Direction words as names ("up" moves left) add semantic
-interference on top of the identification problem.
-
-Tiers (`envs/__init__.py`): Easy 5x5 open grid, names a/b/c/d; Medium 6x6 with walls, names a/b/c/d;
-Hard 7x7 with more walls, names up/down/left/right permuted (never the identity).
-"""
+"""RelabeledGrid: a fully visible grid whose action names are secretly permuted; the permutation persists."""
 
 from __future__ import annotations
 
@@ -49,9 +40,11 @@ class RelabeledTask:
     directions: tuple[str, ...]
 
     def direction_of(self, label: str) -> str:
+        """The direction the action name `label` moves the agent."""
         return self.directions[self.labels.index(label)]
 
     def label_of(self, direction: str) -> str:
+        """The action name that moves the agent in `direction`."""
         return self.labels[self.directions.index(direction)]
 
 
@@ -138,7 +131,11 @@ class RelabeledGrid(TextEnv):
     """Reach the goal on a visible grid whose action names map to directions by a hidden permutation.
 
     Description: the permutation (and the grid, start and goal) is the hidden task, fixed for every
-        episode of a trial. Identify-then-plan is the efficient strategy.
+        episode of a trial. Watching where each name takes the agent identifies the permutation; an agent
+        that remembers it walks the shortest path from then on. Direction words as names ("up" moves
+        left) add semantic interference to the identification. Tiers: Easy 5x5 open grid, names
+        a/b/c/d; Medium 6x6 with walls, names a/b/c/d; Hard 7x7 with more walls, names
+        up/down/left/right permuted (never the identity).
     Action Space: text; one of the four action names inside `\\boxed{}` ("press a" also works).
     Observation Space: text; what the name did, the position, the goal and the grid (`A` agent, `G` goal,
         `#` wall, `.` free).

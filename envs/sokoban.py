@@ -1,13 +1,4 @@
-"""Sokoban: push every box onto a target; the generated level persists across the episodes of a trial.
-
-Levels come from reverse play (as gym-sokoban does): boxes start on their targets and the player pulls
-them away, so every level is solvable by construction. A breadth-first search over (player, boxes)
-states, pruned by dead squares (cells from which no box can ever reach a target), gives the exact
-optimum in moves, which the oracle plays and which `optimal_moves` reports.
-
-Tiers (`envs/__init__.py`): Easy 6x6 with 1 box; Medium 6x6 with 2 boxes (GEM's Sokoban-v0 easy size);
-Hard 7x7 with 3 boxes.
-"""
+"""Sokoban: push every box onto a target; the generated level persists across the episodes of a trial."""
 
 from __future__ import annotations
 
@@ -286,7 +277,11 @@ class Sokoban(TextEnv):
     """Push every box onto a target on a generated level that stays the same for the whole trial.
 
     Description: a fully observed puzzle; the level (layout, boxes, targets, player) is the task, drawn
-        once per trial, so later episodes can replay a plan found earlier.
+        once per trial, so later episodes can replay a plan found earlier. Levels come from reverse play
+        (as gym-sokoban does): boxes start on their targets and the player pulls them away, so every
+        level is solvable. Breadth-first search over (player, boxes), pruned by dead squares (cells from
+        which no box can reach a target), gives the exact optimum in moves (`optimal_moves`). Tiers:
+        Easy 6x6 with 1 box; Medium 6x6 with 2 boxes (GEM's Sokoban-v0 easy size); Hard 7x7 with 3 boxes.
     Action Space: text; `up`, `down`, `left` or `right` inside `\\boxed{}`.
     Observation Space: text; the outcome of the move and the board in XSB symbols (see `LEGEND`).
     Starting State: a reverse-play level drawn from `np_random` at reset, solvable within `max_turns`.

@@ -123,6 +123,15 @@ def test_walker_remembers_holes_across_episodes():
     assert success[True][2] > success[False][2] + 0.3
 
 
+def test_informed_agent_walks_the_shortest_safe_path_without_slips():
+    env_id = "icl/HiddenFrozenLake-Medium-v0"
+    agent = agents.baseline("informed", env_id)
+    for seed in range(30):
+        optimal = len(solve_lake(gym.make(env_id, episodes=1).reset(seed=seed)[1]["task"]))
+        trial = play_trial(gym.make(env_id), agent, seed)
+        assert trial["episode_successes"] == [True] * 3 and trial["episode_lengths"] == [optimal] * 3
+
+
 def test_bad_arguments_name_the_problem():
     with pytest.raises(ValueError, match="slip_range"):
         HiddenFrozenLake(slip_range=(0.5, 0.1))
