@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from leaderboard.render import aggregate, interval, load, t_quantile, to_csv, to_json, to_markdown
+from leaderboard.render import aggregate, interval, load, render, t_quantile, to_csv, to_json, to_markdown
 from leaderboard.results import make_row
 
 
@@ -125,3 +125,11 @@ def test_render_outputs_agree(small_leaderboard):
     # The oracle knows the hidden arms: zero regret and success in every episode.
     assert oracle["metrics"]["in_context_regret"]["mean"] == 0.0 and oracle["rank"] == 1
     assert [point["mean"] for point in oracle["curves"]["BernoulliBandit-Meta x3"]] == [0.0, 0.0, 0.0]
+
+
+def test_render_is_byte_identical_when_repeated(small_leaderboard, tmp_path):
+    results_dir, site = small_leaderboard
+    again = tmp_path / "again"
+    render([results_dir], again)
+    for path in site.iterdir():
+        assert (again / path.name).read_bytes() == path.read_bytes(), path.name
