@@ -131,6 +131,12 @@ class _TokenAgentKeys:
     greedy: bool = False
 
     def _check_sampling(self) -> None:
+        from agents.context import check_context  # the policy list lives with the agents (no torch there)
+
+        try:
+            check_context(self.context)
+        except ValueError as error:
+            raise ValueError(f"agent.context: {error}") from None
         _check_positive("agent", "max_new_tokens", self.max_new_tokens)
         _check_positive("agent", "batch_size", self.batch_size)
         _check_positive("agent", "temperature", self.temperature)

@@ -47,6 +47,7 @@ def test_cli_unknown_agent_lists_the_available_ones(tmp_path):
         (["agent=hf"], "agent.model"),  # mandatory value left out
         (["agent=hf", "agent.model=/m", "agent.temperature=0"], "agent.temperature must be > 0"),
         (["+agent.kwargs.seed=3"], "agent.kwargs.seed is not allowed"),
+        (["agent=hf", "agent.model=/m", "agent.context=everything"], r"agent.context: .*summary"),
     ],
 )
 def test_bad_config_names_the_key(overrides, message):
