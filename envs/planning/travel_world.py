@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -105,8 +106,9 @@ TRAVEL_TIERS = {
 }
 
 
-@dataclass(frozen=True)
-class Attraction:
+# Records are named tuples: immutable, compared by value, and several times cheaper to build than
+# frozen dataclasses (a world holds a few hundred of them and is drawn at every reset).
+class Attraction(NamedTuple):
     """An attraction; times are minutes after midnight, `closed_weekday` is 0-6 or -1 (never closed)."""
 
     name: str
@@ -122,8 +124,7 @@ class Attraction:
     y: int
 
 
-@dataclass(frozen=True)
-class Restaurant:
+class Restaurant(NamedTuple):
     """A restaurant; `price` is per person, hours in minutes after midnight, coordinates in 0.1 km."""
 
     name: str
@@ -136,8 +137,7 @@ class Restaurant:
     y: int
 
 
-@dataclass(frozen=True)
-class Hotel:
+class Hotel(NamedTuple):
     """A hotel; `price` is per room and night."""
 
     name: str
@@ -149,8 +149,7 @@ class Hotel:
     y: int
 
 
-@dataclass(frozen=True)
-class Transport:
+class Transport(NamedTuple):
     """One intercity departure; `price` is per person, `seats` the seats left (shown only in details)."""
 
     number: str
@@ -166,8 +165,7 @@ class Transport:
     stops: int
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """A local trip between two places: distance in km, mode, minutes and the party's cost."""
 
     distance: float
@@ -290,27 +288,27 @@ _VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "io", "ou")
 _CODAS = ("", "", "n", "r", "s", "l", "m")
 
 
-def _ints(column: np.ndarray, low: int, high: int) -> list[int]:
-    """Integers in [low, high) from one column of uniform draws in [0, 1).
+def _int_rows(u: np.ndarray, bounds: list[tuple[int, int]]) -> list[list[int]]:
+    """Rows of integers, column j in [low_j, high_j), from a matrix of uniform draws in [0, 1).
 
     Each generator draws one uniform matrix and derives every attribute from a column: numpy's
     per-call overhead, not arithmetic, dominated generation time with one draw per attribute.
     """
-    return (low + (column * (high - low)).astype(np.int64)).tolist()
+    low = np.array([b[0] for b in bounds])
+    span = np.array([b[1] - b[0] for b in bounds])
+    return (low + (u * span).astype(np.int64)).tolist()
+
+
+_SYLLABLES = tuple(onset + vowel for onset in _ONSETS for vowel in _VOWELS)
 
 
 def names(rng: np.random.Generator, count: int, used: set[str]) -> list[str]:
     """`count` new pronounceable names (2-3 syllables) not in `used`; adds them to `used`."""
     found: list[str] = []
+    bounds = [(0, 2), (0, len(_SYLLABLES)), (0, len(_SYLLABLES)), (0, len(_SYLLABLES)), (0, len(_CODAS))]
     while len(found) < count:
-        batch = 2 * (count - len(found)) + 4
-        u = rng.random((batch, 8))
-        syllables, codas = _ints(u[:, 0], 2, 4), _ints(u[:, 1], 0, len(_CODAS))
-        onsets = [_ints(u[:, 2 + k], 0, len(_ONSETS)) for k in range(3)]
-        vowels = [_ints(u[:, 5 + k], 0, len(_VOWELS)) for k in range(3)]
-        for row in range(batch):
-            parts = [_ONSETS[onsets[k][row]] + _VOWELS[vowels[k][row]] for k in range(syllables[row])]
-            name = ("".join(parts) + _CODAS[codas[row]]).capitalize()
+        for three, first, second, third, coda in _int_rows(rng.random((2 * (count - len(found)) + 4, 5)), bounds):
+            name = (_SYLLABLES[first] + _SYLLABLES[second] + (_SYLLABLES[third] if three else "") + _CODAS[coda]).capitalize()
             if name not in used and len(name) <= 12 and len(found) < count:
                 used.add(name)
                 found.append(name)
@@ -329,92 +327,80 @@ def _points(rng: np.random.Generator, count: int, radius: int) -> list[tuple[int
 
 def _attractions(rng, count: int, used: set[str]) -> list[Attraction]:
     bases = names(rng, count, used)
-    u = rng.random((count, 11))
-    kinds = [ATTRACTION_TYPES[i] for i in _ints(u[:, 0], 0, len(ATTRACTION_TYPES))]
-    free_draw, closed_draw = u[:, 1].tolist(), u[:, 2].tolist()
-    prices, opens, closes = _ints(u[:, 3], 2, 31), _ints(u[:, 4], 0, 9), _ints(u[:, 5], 0, 13)
-    weekdays, ratings, suffixes = _ints(u[:, 6], 0, 7), _ints(u[:, 7], 30, 51), _ints(u[:, 8], 0, 12)
-    min_visits = [(60, 90, 120)[i] for i in _ints(u[:, 9], 0, 3)]
-    extra = [(60, 90, 120, 180)[i] for i in _ints(u[:, 10], 0, 4)]
     points = _points(rng, count, _CITY_RADIUS_DECIKM)
+    bounds = [(0, len(ATTRACTION_TYPES)), (0, 100), (0, 100), (2, 31), (0, 9), (0, 13), (0, 7), (30, 51), (0, 12), (0, 3), (0, 4)]
     result = []
-    for i in range(count):
+    for i, row in enumerate(_int_rows(rng.random((count, len(bounds))), bounds)):
+        kind_index, free_draw, closed_draw, price, opens, closes, weekday, rating, suffix, visit, extra = row
+        kind = ATTRACTION_TYPES[kind_index]
         # Scenery and landmarks are more often free, as in DeepPlanning's databases.
-        free_odds = 0.5 if kinds[i] in ("Natural Scenery", "City Landmark") else 0.2
-        suffix_options = _TYPE_SUFFIXES[kinds[i]]
-        result.append(
-            Attraction(
-                f"{bases[i]} {suffix_options[suffixes[i] % len(suffix_options)]}", kinds[i], ratings[i] / 10,
-                0 if free_draw[i] < free_odds else 5 * prices[i], 360 + 30 * opens[i], 960 + 30 * closes[i],
-                weekdays[i] if closed_draw[i] < 0.35 else -1, min_visits[i], min_visits[i] + extra[i], *points[i],
-            )
-        )
+        free = free_draw < (50 if kind in ("Natural Scenery", "City Landmark") else 20)
+        suffixes = _TYPE_SUFFIXES[kind]
+        min_visit = (60, 90, 120)[visit]
+        result.append(Attraction(
+            f"{bases[i]} {suffixes[suffix % len(suffixes)]}", kind, rating / 10, 0 if free else 5 * price,
+            360 + 30 * opens, 960 + 30 * closes, weekday if closed_draw < 35 else -1, min_visit,
+            min_visit + (60, 90, 120, 180)[extra], *points[i],
+        ))
     return result
 
 
 def _restaurants(rng, count: int, used: set[str], near: list[Attraction]) -> list[Restaurant]:
     bases = names(rng, count, used)
-    u = rng.random((count, 6))
-    suffixes = [_RESTAURANT_SUFFIXES[i] for i in _ints(u[:, 0], 0, len(_RESTAURANT_SUFFIXES))]
-    cuisines = [CUISINES[i] for i in _ints(u[:, 1], 0, len(CUISINES))]
-    prices, ratings, opens = _ints(u[:, 2], 3, 31), _ints(u[:, 3], 30, 51), _ints(u[:, 4], 0, 9)
-    closes = [(900, 1230, 1260, 1290, 1320, 1350, 1380)[i] for i in _ints(u[:, 5], 0, 7)]
     spread = _points(rng, count, _CITY_RADIUS_DECIKM)
     offsets = _points(rng, count, 15)
+    bounds = [(0, len(_RESTAURANT_SUFFIXES)), (0, len(CUISINES)), (3, 31), (30, 51), (0, 9), (0, 7)]
     result = []
-    for i in range(count):
+    for i, (suffix, cuisine, price, rating, opens, closes) in enumerate(_int_rows(rng.random((count, 6)), bounds)):
         # Half of them cluster around attractions, as restaurants do around sights.
         anchor = near[i % len(near)] if i % 2 == 0 and near else None
         x, y = (anchor.x + offsets[i][0], anchor.y + offsets[i][1]) if anchor else spread[i]
-        result.append(
-            Restaurant(f"{bases[i]} {suffixes[i]}", cuisines[i], 5 * prices[i], ratings[i] / 10, 420 + 30 * opens[i], closes[i], x, y)
-        )
+        result.append(Restaurant(
+            f"{bases[i]} {_RESTAURANT_SUFFIXES[suffix]}", CUISINES[cuisine], 5 * price, rating / 10, 420 + 30 * opens,
+            (900, 1230, 1260, 1290, 1320, 1350, 1380)[closes], x, y,
+        ))
     return result
 
 
 def _hotels(rng, count: int, used: set[str]) -> list[Hotel]:
     bases = names(rng, count, used)
-    u = rng.random((count, 4))
-    stars, jitter, prices = _ints(u[:, 0], 2, 6), _ints(u[:, 1], -6, 7), _ints(u[:, 2], 0, 15)
-    brands = [HOTEL_BRANDS[i] for i in _ints(u[:, 3], 0, len(HOTEL_BRANDS))]
     points = _points(rng, count, _CITY_RADIUS_DECIKM)
+    bounds = [(2, 6), (-6, 7), (0, 15), (0, len(HOTEL_BRANDS))]
     result = []
-    for i in range(count):
+    for i, (stars, jitter, price, brand) in enumerate(_int_rows(rng.random((count, 4)), bounds)):
         # Ratings follow stars loosely (+-0.6), clipped to 3.0-5.0.
-        rating = min(50, max(30, stars[i] * 5 + 20 + jitter[i])) / 10
-        result.append(Hotel(f"{brands[i]} {bases[i]}", brands[i], stars[i], 60 * stars[i] + 10 * prices[i], rating, *points[i]))
+        rating = min(50, max(30, stars * 5 + 20 + jitter)) / 10
+        name = HOTEL_BRANDS[brand]
+        result.append(Hotel(f"{name} {bases[i]}", name, stars, 60 * stars + 10 * price, rating, *points[i]))
     return result
 
 
 def _timetable(rng, legs: list[tuple[str, str, str, str]], trip_km: float) -> list[Transport]:
     """One departure per (mode, origin, destination, date) in `legs`, all drawn in one batch."""
-    count = len(legs)
-    u = rng.random((count, 10))
-    stops = (u[:, 0] < 0.35).tolist()
-    jitter_minutes, jitter_price = _ints(u[:, 1], 0, 7), _ints(u[:, 2], 0, 13)
-    premium, scarce = (u[:, 3] < 0.3).tolist(), (u[:, 4] < 0.2).tolist()
-    departs, seats_low, seats_high = _ints(u[:, 5], 0, 187), _ints(u[:, 6], 0, 4), _ints(u[:, 7], 4, 40)
-    prefixes, suffixes = _ints(u[:, 8], 0, 4), _ints(u[:, 9], 100, 10000)
+    bounds = [(0, 100), (0, 7), (0, 13), (0, 100), (0, 100), (0, 187), (0, 4), (4, 40), (0, 4), (100, 10000)]
+    train_minutes, train_price = int(round(trip_km / 220 * 60)) + 20, int(round(trip_km * 0.45 / 5)) * 5
+    flight_minutes = int(round(trip_km / 750 * 60)) + 45
     used: set[str] = set()
     result = []
-    for i, (mode, origin, destination, date) in enumerate(legs):
-        stop = int(stops[i] and mode == "flight")
+    for (mode, origin, destination, date), row in zip(legs, _int_rows(rng.random((len(legs), 10)), bounds), strict=True):
+        stop_draw, jitter_minutes, jitter_price, premium_draw, scarce_draw, depart, low, high, prefix, suffix = row
+        premium = premium_draw < 30
         if mode == "train":
-            minutes = int(round(trip_km / 220 * 60)) + 20 + 5 * jitter_minutes[i]
-            price = int(round(trip_km * 0.45 / 5)) * 5 + 5 * jitter_price[i]
+            stops, minutes, price = 0, train_minutes + 5 * jitter_minutes, train_price + 5 * jitter_price
         else:
-            minutes = int(round(trip_km / 750 * 60)) + 45 + 100 * stop + 5 * jitter_minutes[i]
-            price = int(round((150 + trip_km * 0.35) * (0.8 if stop else 1.0) / 5)) * 5 + 5 * jitter_price[i]
-        if premium[i]:
+            stops = int(stop_draw < 35)
+            minutes = flight_minutes + 100 * stops + 5 * jitter_minutes
+            price = int(round((150 + trip_km * 0.35) * (0.8 if stops else 1.0) / 5)) * 5 + 5 * jitter_price
+        if premium:
             price = int(round(price * (1.6 if mode == "train" else 2.2) / 5)) * 5
-        depart = min(360 + 5 * departs[i], 1435 - minutes)
-        prefix = "G" if mode == "train" else ("CA", "MU", "ZH", "HU")[prefixes[i]]
-        number = f"{prefix}{suffixes[i]}"
+        depart = min(360 + 5 * depart, 1435 - minutes)
+        head = "G" if mode == "train" else ("CA", "MU", "ZH", "HU")[prefix]
+        number = f"{head}{suffix}"
         while number in used:
-            number = f"{prefix}{int(rng.integers(100, 10000))}"
+            number = f"{head}{int(rng.integers(100, 10000))}"
         used.add(number)
         result.append(Transport(number, mode, origin, destination, date, depart, depart + minutes,
-                                SEAT_CLASSES[mode][int(premium[i])], price, seats_low[i] if scarce[i] else seats_high[i], stop))
+                                SEAT_CLASSES[mode][int(premium)], price, low if scarce_draw < 20 else high, stops))
     return result
 
 
