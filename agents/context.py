@@ -180,10 +180,16 @@ def _summary_text(history: TrialHistory) -> str:
     return "\n\n".join(parts)
 
 
+def _pulled(info: dict) -> int | None:
+    """The arm a bandit step pulled; None for a wasted turn (the env reports -1 or None)."""
+    arm = info.get("arm")
+    return None if arm is None or int(arm) < 0 else int(arm)
+
+
 def _bandit_digest(history: TrialHistory) -> str:
     """Per-arm pulls and mean reward over the trial and over the current episode."""
     num_arms = int(next((info["num_arms"] for info in history.infos if "num_arms" in info), 0))
-    arms_seen = [info["arm"] for info in history.infos if info.get("arm") is not None]
+    arms_seen = [_pulled(info) for info in history.infos if _pulled(info) is not None]
     num_arms = max(num_arms, max(arms_seen, default=-1) + 1)
     if num_arms == 0:
         return ""
@@ -192,8 +198,8 @@ def _bandit_digest(history: TrialHistory) -> str:
     # infos[k] for k >= 1 is the step info after reply k-1; a `new_episode` step opens a new episode
     # after its own pull is counted.
     for info in history.infos[1:]:
-        if info.get("arm") is not None:
-            arm, outcome = int(info["arm"]), float(info["outcome"])
+        if _pulled(info) is not None:
+            arm, outcome = _pulled(info), float(info["outcome"])
             trial_pulls[arm] += 1
             trial_sums[arm] += outcome
             episode_pulls[arm] += 1
@@ -215,21 +221,19 @@ def _bandit_digest(history: TrialHistory) -> str:
 
 
 def _episode_digest(history: TrialHistory) -> str:
-    """Each finished episode's outcome and actions, then the current episode's turns."""
+    """Each finished episode's outcome with its `action -> feedback` turns, then the current episode's."""
     lines: list[str] = []
-    actions: list[str] = []
-    current: list[str] = []
+    turns: list[str] = []
     for turn in range(len(history.replies)):
         info = history.infos[turn + 1]
         action = info.get("parsed_action")
         shown = "(format error)" if action is None else printable(action, 60)
-        actions.append(shown)
         observation = _strip_rules(history.observations[turn + 1], history.instructions)
-        current.append(f"{shown} -> {printable(observation.splitlines()[0] if observation else '', 120)}")
+        turns.append(f"{shown} -> {printable(observation.splitlines()[0] if observation else '', 120)}")
         if info.get("episode_end"):
             outcome = "success" if info.get("success") else "failure"
-            lines.append(f"Episode {len(lines) + 1}: {outcome} in {len(actions)} turns; actions: {', '.join(actions)}")
-            actions, current = [], []
-    if current:
-        lines.append("This episode so far:\n" + "\n".join(current))
+            lines.append(f"Episode {len(lines) + 1} ({outcome}, {len(turns)} turns): " + " | ".join(turns))
+            turns = []
+    if turns:
+        lines.append("This episode so far:\n" + "\n".join(turns))
     return "\n".join(lines)

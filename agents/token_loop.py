@@ -159,12 +159,12 @@ class GenerationBackend(Protocol):
 class _TrialState:
     """One trial in flight: its history, its token record, and the ids the backend has not seen yet."""
 
-    def __init__(self, chat: ChatFormat, context: str, seed: int):
+    def __init__(self, chat: ChatFormat, context: str, seed: int, reset_info: dict | None = None):
         self.chat = chat
         self.context = context
         self.history = TrialHistory()
         self.tokens = TokenTrial(context=context)
-        self.recorder = TrialRecorder(seed)
+        self.recorder = TrialRecorder(seed, reset_info)
         self.pending: list[int] = []
         self._turn_end = 0  # length of completion_ids after the last sampled turn
 
@@ -333,8 +333,8 @@ class TokenAgent:
         fresh = self.context != "full"
         trials = []
         for env, seed in zip(envs, seeds, strict=True):
-            trial = _TrialState(self.chat, self.context, int(seed))
             observation, info = env.reset(seed=int(seed))
+            trial = _TrialState(self.chat, self.context, int(seed), info)
             trial.observe(observation, info)
             trials.append(trial)
         active = list(range(len(trials)))

@@ -43,8 +43,8 @@ class TokenTrial:
             end-of-turn id, decoded).
         turn_spans: `(start, end)` of each turn's sampled ids in `completion_ids`, end-of-turn id included.
         record: the `agents.play_trial`-style record (per-episode successes/returns/regrets/lengths,
-            `oracle_return`, `in_context_regret`, `steps`, `format_errors`, `invalid_actions`, `arms`,
-            `seed`, `truncated`).
+            `oracle_return`, `in_context_regret`, `steps`, `format_errors`, `invalid_actions`, and for
+            bandits `arms`, `outcomes`, `best_arm`; plus `seed` and `truncated`).
         truncated: the `max_context_tokens` budget ended the trial early; `record` covers the turns played.
         tokens_in: ids the model read that it did not sample (prompt and observations; the whole
             re-rendered prompt each turn for the re-rendering policies).
@@ -99,13 +99,14 @@ class TrialRecorder:
     the trial's end the multi-episode summary keys replace them.
     """
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, reset_info: dict | None = None):
         self.record: dict = {
             "seed": int(seed),
             "steps": 0,
             "format_errors": 0,
             "invalid_actions": 0,
             "arms": [],
+            "outcomes": [],
             "episode_successes": [],
             "episode_returns": [],
             "episode_lengths": [],
@@ -114,6 +115,9 @@ class TrialRecorder:
             "in_context_regret": None,
             "truncated": False,
         }
+        best_arm = getattr((reset_info or {}).get("task"), "best_arm", None)
+        if best_arm is not None:
+            self.record["best_arm"] = int(best_arm)
         self._oracle_total = 0.0
         self._has_oracle = False
 
@@ -125,6 +129,7 @@ class TrialRecorder:
         record["invalid_actions"] += int(bool(info.get("invalid_action")))
         if "arm" in info:
             record["arms"].append(-1 if info["arm"] is None else int(info["arm"]))
+            record["outcomes"].append(float(info.get("outcome") or 0.0))
         episode_end = bool(info.get("episode_end", done)) and "success" in info
         if episode_end:
             self._add_episode(info)
