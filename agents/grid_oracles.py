@@ -65,7 +65,7 @@ class MazeExplorer(EpisodicAgent):
 
     def _see(self, view: dict) -> None:
         self.visited.add(self.position)
-        self.known[self.position] = "path"
+        self.known.setdefault(self.position, "path")
         for direction, kind in view.items():
             cell = move(self.position, direction)
             self.known[cell] = kind
