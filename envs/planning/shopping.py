@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.core import TextEnv, Turn, printable
+from envs.core import MAX_OBSERVATION_CHARS, TextEnv, Turn, printable
 from envs.planning.shopping_world import (
     BRANDS,
     CATEGORIES,
@@ -136,7 +136,7 @@ class ShoppingPlanning(TextEnv):
         except ToolError as error:
             prefix = f"[{name}] error" if name else "Tool error"
             return Turn(f"{prefix}: {error}", invalid=True, info={"tool": name, "tool_result": None, "tool_error": str(error)})
-        return Turn(f"[{name}]\n{text}", info={"tool": name, "tool_result": result, "tool_error": None})
+        return Turn(printable(f"[{name}]\n{text}", MAX_OBSERVATION_CHARS), info={"tool": name, "tool_result": result, "tool_error": None})
 
     def oracle_return(self) -> float:
         return 1.0

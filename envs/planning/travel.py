@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from envs.core import TextEnv, Turn, printable
+from envs.core import MAX_OBSERVATION_CHARS, TextEnv, Turn, printable
 from envs.planning.tools import ToolError, openai_schemas, parse_tool_call
 from envs.planning.travel_checker import DIMENSIONS, PLAN_SCHEMA_TEXT, check_plan, read_plan
 from envs.planning.travel_schedule import DINNER_WINDOW, LUNCH_WINDOW, MEAL_MINUTES
@@ -151,7 +151,7 @@ class TravelPlanning(TextEnv):
         except ToolError as error:
             message = str(error)
             return Turn(f"[{name}] error: {message}", invalid=True, info=self._tool_info(name, None, message))
-        return Turn(f"[{name}]\n{text}", info=self._tool_info(name, result, None))
+        return Turn(printable(f"[{name}]\n{text}", MAX_OBSERVATION_CHARS), info=self._tool_info(name, result, None))
 
     def oracle_return(self) -> float:
         # The witness plan passes every check, so a policy that knows the task scores 1 (also when shaped).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from envs.core import printable
 from envs.planning.travel_schedule import (
     DINNER_WINDOW,
     EVENING_SURCHARGE_FROM,
@@ -72,7 +73,7 @@ def _read_activity(raw, path: str, errors: list[str]) -> dict | None:
         return None
     expected = ("type",) + _ACTIVITY_KEYS[kind]
     missing = [key for key in expected if key not in raw]
-    extra = [str(key)[:20] for key in raw if key not in expected]
+    extra = [printable(key, 20) for key in raw if key not in expected]
     if missing or extra:
         errors.append(f"{path} ({kind}) needs exactly the keys {', '.join(expected)}"
                       + (f"; missing {', '.join(missing)}" if missing else "") + (f"; unexpected {', '.join(extra)}" if extra else ""))
@@ -116,7 +117,7 @@ def read_plan(raw: object) -> tuple[dict | None, list[str]]:
     if not isinstance(raw, dict):
         return None, ['the plan must be a JSON object {"days": [...], "total_cost": ...}']
     if set(raw) != {"days", "total_cost"}:
-        extra = sorted(str(key)[:20] for key in raw if key not in ("days", "total_cost"))
+        extra = sorted(printable(key, 20) for key in raw if key not in ("days", "total_cost"))
         return None, ["the plan needs exactly the keys days and total_cost" + (f"; unexpected {', '.join(extra)}" if extra else "")]
     days_raw, total = raw["days"], raw["total_cost"]
     if not isinstance(days_raw, list) or not 1 <= len(days_raw) <= _MAX_DAYS:
@@ -173,6 +174,7 @@ class PlanCheck:
     checks_total: int = 0
 
     def check(self, dimension: str, ok: bool, message: str) -> bool:
+        """Record one atomic commonsense check; returns `ok` so callers can guard dependent checks."""
         self.checks_total += 1
         self.checks_passed += int(ok)
         if not ok:
@@ -181,6 +183,7 @@ class PlanCheck:
         return ok
 
     def require(self, name: str, ok: bool, message: str) -> None:
+        """Record whether hard constraint `name` holds (a constraint fails if any of its checks fails)."""
         self.constraints[name] = self.constraints.get(name, True) and ok
         if not ok:
             self.messages.setdefault(name, []).append(message)

@@ -358,6 +358,7 @@ HOSTILE = [
     {"name": "submit_plan", "arguments": {"plan": {"days": [{"day": 1, "activities": [{"type": "teleport"}], "accommodation": None}], "total_cost": 1}}},
     {"name": "submit_plan", "arguments": {"plan": {"days": [{"day": 1, "activities": [{"type": "meal", "name": "x", "start": "25:00", "end": "26:00", "cost": -1}], "accommodation": None}], "total_cost": "many"}}},
     {"name": "submit_plan", "arguments": {"plan": {"days": "all of them", "total_cost": 0}}},
+    {"name": "submit_plan", "arguments": {"plan": {"days": [], "total_cost": 0, "\u4e2d\u00e9\x00\x1b[31m": 1}}},
     '{"name": "get_route", "arguments": ' + "[" * 5000 + "]" * 5000 + "}",
     '{"name": "search_trains", "arguments": {"origin": "a", "destination": "b", "date": NaN}}',
 ]
