@@ -1,0 +1,252 @@
+"""On-policy distillation (`trainers.opd`, `trainers.opd_config`) on the tiny models and real bandit trials."""
+
+import copy
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import envs  # noqa: F401  (registers the icl ids)
+from agents import HFAgent, tiny_model_path
+from agents.context import DEFAULT_SYSTEM_PROMPT, TrialHistory, build_messages
+from agents.token_loop import ChatFormat
+from trainers.opd import (
+    TokenBatch,
+    gather_agent_rows,
+    load_teacher,
+    opd_loss,
+    pad_batch,
+    peak_memory,
+    selection_generator,
+    swap_prompt_prefix,
+    sync_teacher,
+    system_prefix_ids,
+    trial_sequences,
+)
+from trainers.opd_config import (
+    DistillConfig,
+    SelectionConfig,
+    TeacherConfig,
+    check_opd,
+    register_opd_configs,
+)
+from trainers.tip import RULES, select
+
+ENV_ID = "icl/BernoulliBandit-Meta-v0"
+SEEDS = (3, 4, 5)
+TEACHER_PROMPT = "Distill: answer each turn with your best arm inside \\boxed{}."
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(tiny_model_path("S"))
+
+
+@pytest.fixture(scope="module")
+def student():
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(tiny_model_path("S"))
+
+
+@pytest.fixture(scope="module")
+def teacher(student, tokenizer):
+    return load_teacher(TeacherConfig(path=str(tiny_model_path("M"))), student, tokenizer)
+
+
+def _play(model, tokenizer, context="full"):
+    agent = HFAgent(model, tokenizer, context=context, max_new_tokens=4, seed=1)
+    return agent.play_batch([gym.make(ENV_ID, episodes=1) for _ in SEEDS], list(SEEDS))
+
+
+@pytest.fixture(scope="module")
+def trials(student, tokenizer):
+    return _play(student, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def batch(trials, tokenizer):
+    return pad_batch(*trial_sequences(trials), pad_id=tokenizer.pad_token_id)
+
+
+def _positions(batch: TokenBatch) -> torch.Tensor:
+    """(N, 2) (row, position) of each gathered agent token, in gather order."""
+    rows, positions = torch.nonzero(batch.agent_mask[:, 1:], as_tuple=True)
+    return torch.stack([rows, positions + 1], dim=1)
+
+
+@pytest.mark.parametrize("context", ["full", "action_only"])
+def test_kept_tokens_are_agent_tokens_never_observations(student, teacher, tokenizer, context):
+    trials = _play(student, tokenizer, context)
+    batch = pad_batch(*trial_sequences(trials), pad_id=tokenizer.pad_token_id)
+    sampled = [token for trial in trials for token, flag in zip(trial.completion_ids, trial.agent_mask, strict=True) if flag]
+    hidden = torch.zeros(*batch.input_ids.shape, 1)
+    _, tokens, rollout_ids = gather_agent_rows(hidden, batch)
+    assert tokens.tolist() == sampled  # exactly the sampled ids, in order: no prompt, observation or template id
+    assert rollout_ids.tolist() == [index for index, trial in enumerate(trials) for flag in trial.agent_mask if flag]
+    positions = _positions(batch)
+    captured = {}
+
+    def spy(*args, **kwargs):
+        captured["keep"] = select(*args, **kwargs)
+        return captured["keep"]
+
+    for rule in RULES:
+        opd_loss(student, teacher, batch, batch, DistillConfig(loss="opd"), SelectionConfig(rule=rule, ratio=0.5),
+                 selection_generator(0, 0), select=spy)
+        kept = positions[captured["keep"]]
+        assert batch.agent_mask[kept[:, 0], kept[:, 1]].all(), rule
+        assert captured["keep"].sum() > 0 or rule == "all"
+
+
+def _float64_reference(student, teacher, batch, keep, divergence="reverse_kl", beta=0.5):
+    """Mean divergence over the kept agent tokens from materialised float64 logits, with autograd."""
+    student64, teacher64 = copy.deepcopy(student).double(), copy.deepcopy(teacher).double()
+    log_p = torch.log_softmax(student64(batch.input_ids, attention_mask=batch.attention_mask).logits, -1)
+    with torch.no_grad():
+        log_q = torch.log_softmax(teacher64(batch.input_ids, attention_mask=batch.attention_mask).logits, -1)
+    targets = batch.agent_mask[:, 1:]
+    log_p, log_q = log_p[:, :-1][targets][keep], log_q[:, :-1][targets][keep]  # (K, V)
+    if divergence == "reverse_kl":
+        per_token = (log_p.exp() * (log_p - log_q)).sum(-1)
+    else:  # jsd: beta KL(q || m) + (1 - beta) KL(p || m), m = beta q + (1 - beta) p
+        log_m = torch.logsumexp(torch.stack([log_q + torch.log(torch.tensor(beta, dtype=torch.float64)),
+                                             log_p + torch.log(torch.tensor(1 - beta, dtype=torch.float64))]), 0)
+        per_token = beta * (log_q.exp() * (log_q - log_m)).sum(-1) + (1 - beta) * (log_p.exp() * (log_p - log_m)).sum(-1)
+    loss = per_token.mean()
+    loss.backward()
+    return loss, {name: parameter.grad for name, parameter in student64.named_parameters()}
+
+
+@pytest.mark.parametrize("divergence", ["reverse_kl", "jsd"])
+def test_distillation_loss_and_gradients_equal_a_float64_reference(student, teacher, batch, divergence):
+    captured = {}
+
+    def keep_soft_or(*args, **kwargs):
+        captured["keep"] = select(*args, **kwargs)
+        return captured["keep"]
+
+    student.zero_grad(set_to_none=True)
+    distill = DistillConfig(loss="opd", divergence=divergence, beta=0.3)
+    loss, metrics = opd_loss(student, teacher, batch, batch, distill, SelectionConfig(rule="soft_or", ratio=0.5),
+                             select=keep_soft_or)
+    loss.backward()
+    keep = captured["keep"]
+    assert 0 < keep.sum() < keep.numel()
+    assert metrics["selection/kept_tokens"] == keep.sum() and metrics["distill/loss"] == pytest.approx(float(loss.detach()))
+    reference, reference_grads = _float64_reference(student, teacher, batch, keep, divergence, beta=0.3)
+    assert float(loss.detach()) == pytest.approx(float(reference.detach()), rel=1e-5, abs=1e-7)
+    for name, parameter in student.named_parameters():
+        expected = reference_grads[name].float()
+        assert torch.allclose(parameter.grad, expected, rtol=1e-4, atol=1e-6 * float(expected.abs().max()) + 1e-9), name
+
+
+def test_nothing_kept_gives_zero_loss_and_zero_gradients(student, teacher, batch):
+    student.zero_grad(set_to_none=True)
+    loss, metrics = opd_loss(student, teacher, batch, batch, DistillConfig(loss="opd"),
+                             SelectionConfig(rule="soft_or", ratio=0.0))
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and metrics["selection/kept_fraction"] == 0.0
+    assert all(parameter.grad is not None and not parameter.grad.any() for parameter in student.parameters())
+
+
+def test_self_teacher_reads_its_own_prompt_with_aligned_agent_tokens(student, tokenizer, trials, batch):
+    sequences, masks, rollout_ids = trial_sequences(trials)
+    teacher_sequences, teacher_masks = swap_prompt_prefix(
+        sequences, masks, system_prefix_ids(tokenizer, DEFAULT_SYSTEM_PROMPT), system_prefix_ids(tokenizer, TEACHER_PROMPT))
+    # The teacher's prompt, rendered independently from the first observation, is what the swap produced.
+    chat = ChatFormat(tokenizer, TEACHER_PROMPT)
+    for seed, ids in zip(SEEDS, teacher_sequences, strict=True):
+        history = TrialHistory()
+        history.add_observation(*gym.make(ENV_ID, episodes=1).reset(seed=seed))
+        prompt = chat.prompt_ids(build_messages(history, "full", TEACHER_PROMPT))
+        assert ids[: len(prompt)] == prompt
+    teacher_batch = pad_batch(teacher_sequences, teacher_masks, rollout_ids, tokenizer.pad_token_id)
+    shift = len(system_prefix_ids(tokenizer, TEACHER_PROMPT)) - len(system_prefix_ids(tokenizer, DEFAULT_SYSTEM_PROMPT))
+    assert shift != 0
+    assert torch.equal(_positions(teacher_batch), _positions(batch) + torch.tensor([0, shift]))
+    hidden = torch.zeros(*batch.input_ids.shape, 1)
+    assert torch.equal(gather_agent_rows(hidden, batch)[1],
+                       gather_agent_rows(torch.zeros(*teacher_batch.input_ids.shape, 1), teacher_batch)[1])
+
+    self_teacher = load_teacher(TeacherConfig(kind="self", system_prompt=TEACHER_PROMPT), student)
+    all_tokens = SelectionConfig()
+    same, _ = opd_loss(student, self_teacher, batch, batch, DistillConfig(loss="opd"), all_tokens)
+    other, _ = opd_loss(student, self_teacher, batch, teacher_batch, DistillConfig(loss="opd"), all_tokens)
+    assert abs(float(same)) < 1e-6 and float(other) > 1e-4  # same weights: only the prompt differs
+    # The teacher stays frozen while the student trains, until the next sync.
+    with torch.no_grad():
+        next(student.parameters()).add_(0.01)
+    drifted, _ = opd_loss(student, self_teacher, batch, batch, DistillConfig(loss="opd"), all_tokens)
+    sync_teacher(self_teacher, student)
+    synced, _ = opd_loss(student, self_teacher, batch, batch, DistillConfig(loss="opd"), all_tokens)
+    with torch.no_grad():
+        next(student.parameters()).sub_(0.01)
+    assert float(drifted) > 1e-6 and abs(float(synced)) < 1e-6
+    assert not any(parameter.requires_grad for parameter in self_teacher.parameters())
+
+
+def test_mismatched_views_are_refused(student, teacher, batch):
+    shifted = TokenBatch(batch.input_ids.roll(1, dims=1), batch.attention_mask, batch.agent_mask, batch.rollout_ids)
+    with pytest.raises(ValueError, match="other agent tokens"):
+        opd_loss(student, teacher, batch, shifted, DistillConfig(loss="opd"), SelectionConfig())
+    with pytest.raises(ValueError, match="does not start with the student's system-prompt ids"):
+        swap_prompt_prefix([[1, 2, 3]], [[0, 0, 1]], [9], [8])
+
+
+def test_soft_or_step_peaks_below_all_tokens(student, teacher):
+    # A batch where the loss's (tokens x vocabulary) blocks dominate: 8 rows x 256 ids, half of them agent ids
+    # (~1000 tokens x V = 2048). Peak bytes of torch's CPU allocator over forward + backward (exact, profiler).
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(5, 2000, (8, 256), generator=generator)
+    agent_mask = torch.rand(8, 256, generator=generator) < 0.5
+    batch = TokenBatch(input_ids, torch.ones_like(input_ids), agent_mask, torch.arange(8))
+    peaks = {}
+    for rule, ratio in (("all", 1.0), ("soft_or", 0.5)):
+        student.zero_grad(set_to_none=True)
+        with peak_memory("cpu") as measured:
+            loss, _ = opd_loss(student, teacher, batch, batch, DistillConfig(loss="opd"), SelectionConfig(rule, ratio))
+            loss.backward()
+        peaks[rule] = measured.bytes
+    assert peaks["soft_or"] < 0.9 * peaks["all"], peaks
+
+
+def test_config_groups_compose_against_their_schemas():
+    register_opd_configs()
+    groups = {"distill": DistillConfig, "teacher": TeacherConfig, "selection": SelectionConfig}
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        for group, schema in groups.items():
+            for path in sorted((CONFIGS / group).glob("*.yaml")):
+                config = compose(overrides=[f"+{group}={path.stem}"])
+                assert isinstance(OmegaConf.to_object(config[group]), schema), path
+        with pytest.raises(Exception, match="bogus"):
+            compose(overrides=["+selection=soft_or", "selection.bogus=1"])
+        with pytest.raises(ValueError, match="allowed: all, random, entropy_top"):
+            OmegaConf.to_object(compose(overrides=["+selection=soft_or", "selection.rule=top"]).selection)
+    for rule in RULES:
+        assert (CONFIGS / "selection" / f"{rule}.yaml").is_file(), rule
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: DistillConfig(loss="kd"), "distill.loss='kd' is not allowed; allowed: none, opd, grpo\\+opd"),
+        (lambda: DistillConfig(divergence="kl"), "allowed: reverse_kl, forward_kl, jsd"),
+        (lambda: DistillConfig(beta=2.0), "distill.beta"),
+        (lambda: TeacherConfig(kind="oracle"), "allowed: model, self"),
+        (lambda: TeacherConfig(sync_every=0), "teacher.sync_every"),
+        (lambda: SelectionConfig(pool="sequence"), "allowed: trial, batch"),
+        (lambda: check_opd(DistillConfig(loss="opd"), TeacherConfig(), SelectionConfig()), "teacher.path"),
+        (lambda: check_opd(DistillConfig(), TeacherConfig(), SelectionConfig("q3", 0.2)), "distill=opd"),
+        (lambda: check_opd(DistillConfig(loss="opd"), TeacherConfig(kind="self"), SelectionConfig()),
+         "teacher.system_prompt"),
+        (lambda: load_teacher(TeacherConfig(path="/nonexistent/teacher"), torch.nn.Linear(1, 1)), "not a checkpoint"),
+    ],
+)
+def test_bad_settings_name_the_key(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()

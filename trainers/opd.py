@@ -1,0 +1,412 @@
+"""On-policy distillation (OPD) over the agent's turns of multi-episode trials, with TIP token selection.
+
+The student plays trials on-policy; a teacher scores the student's own token ids; the student minimises a
+per-token divergence to the teacher on the tokens it sampled (observation and template ids are masked out),
+on the subset TIP's rule keeps (`trainers.tip`). One step, top to bottom (`opd_loss`):
+
+    1. teacher forward (no grad) on its own view of the same trials: identical agent token ids, the same
+       ids around them, and for `teacher=self` another system prompt in front (`swap_prompt_prefix`);
+    2. student forward to the final hidden states (`kernels.final_hidden_and_head`): no logits;
+    3. gather the rows that predict agent tokens, (N, H) for each model, aligned by order and checked
+       token by token;
+    4. `kernels.token_stats` under no_grad (entropy, reverse and forward KL per token) -> `tip.select`;
+    5. `kernels.distill_loss` on the kept rows only, divided by the kept count: training on 20% of the
+       tokens costs ~20% of the loss's time and memory, the saving TIP reports (Table 3: 72 -> 38 GB).
+
+The [tokens x vocabulary] logits are never built for the whole batch: the statistics and the loss run over
+the LM head in chunks (torch) or tiles (Triton).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import resource
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+import kernels
+from trainers import tip
+from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig
+
+__all__ = [
+    "STATS_CHUNK_ROWS",
+    "TokenBatch",
+    "gather_agent_rows",
+    "load_teacher",
+    "opd_loss",
+    "pad_batch",
+    "peak_memory",
+    "process_peak_memory_gib",
+    "selection_generator",
+    "swap_prompt_prefix",
+    "system_prefix_ids",
+    "sync_teacher",
+    "trial_sequences",
+]
+
+# Rows per `kernels.token_stats` call (TIP Table 9's OPD chunk size). The statistics pass covers every
+# agent token; chunking bounds its transient memory (the torch path holds a few (rows x V) fp32 blocks),
+# so the loss over the kept rows, not the statistics, sets the step's peak.
+STATS_CHUNK_ROWS = 512
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """Right-padded token sequences of one model's view of a batch.
+
+    Attributes:
+        input_ids: (B, T) token ids, padded with the pad id.
+        attention_mask: (B, T) 1 on real ids, 0 on padding.
+        agent_mask: (B, T) bool, True where the agent sampled the id (a loss target).
+        rollout_ids: (B,) the trial each row belongs to (a trial spans several rows when the context
+            policy re-renders the prompt every turn).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    agent_mask: torch.Tensor
+    rollout_ids: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "TokenBatch":
+        """The same batch on `device`."""
+        return TokenBatch(*(tensor.to(device) for tensor in
+                            (self.input_ids, self.attention_mask, self.agent_mask, self.rollout_ids)))
+
+
+def pad_batch(
+    sequences: Sequence[Sequence[int]], agent_masks: Sequence[Sequence[int]], rollout_ids: Sequence[int], pad_id: int
+) -> TokenBatch:
+    """Right-pads sequences into a `TokenBatch` (right padding keeps every row's positions 0, 1, 2, ...).
+
+    Args:
+        sequences: Token ids of each row.
+        agent_masks: 1 where the agent sampled the id, per row (same lengths as `sequences`).
+        rollout_ids: The trial of each row.
+        pad_id: The id put in padding slots (masked out).
+
+    Returns:
+        The padded batch on the CPU.
+
+    Raises:
+        ValueError: when a mask's length differs from its sequence's, or the batch is empty.
+    """
+    if not sequences:
+        raise ValueError("pad_batch got no sequences")
+    if len(agent_masks) != len(sequences) or len(rollout_ids) != len(sequences):
+        raise ValueError(f"got {len(sequences)} sequences, {len(agent_masks)} agent masks and {len(rollout_ids)} "
+                         "rollout ids; pass one of each per row")
+    length = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), length), int(pad_id), dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    agent_mask = torch.zeros((len(sequences), length), dtype=torch.bool)
+    for row, (ids, mask) in enumerate(zip(sequences, agent_masks, strict=True)):
+        if len(ids) != len(mask):
+            raise ValueError(f"row {row}: {len(ids)} ids but {len(mask)} agent-mask entries")
+        input_ids[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+        agent_mask[row, : len(ids)] = torch.tensor([bool(flag) for flag in mask], dtype=torch.bool)
+    return TokenBatch(input_ids, attention_mask, agent_mask, torch.tensor(list(rollout_ids), dtype=torch.long))
+
+
+def trial_sequences(trials: Sequence[Any]) -> tuple[list[list[int]], list[list[int]], list[int]]:
+    """The sequences a model read and wrote in each `agents.TokenTrial`, with agent masks and trial ids.
+
+    With the `full` context policy a trial is one sequence, `prompt_ids + completion_ids`. With a
+    re-rendering policy (`action_only`, `summary`) turn k is its own sequence, `turn_prompt_ids[k]` then
+    the ids sampled that turn (`completion_ids[start:end]` for `turn_spans[k]`).
+
+    Args:
+        trials: `agents.TokenTrial` objects (or anything with the same fields).
+
+    Returns:
+        (sequences, agent_masks, rollout_ids): one entry per row; rollout id = the trial's index.
+    """
+    sequences, masks, rollout_ids = [], [], []
+    for index, trial in enumerate(trials):
+        if trial.context == "full":
+            sequences.append(list(trial.prompt_ids) + list(trial.completion_ids))
+            masks.append([0] * len(trial.prompt_ids) + [int(flag) for flag in trial.agent_mask])
+            rollout_ids.append(index)
+            continue
+        # A trial cut by its token budget rendered one last prompt it never answered: zip stops before it.
+        for prompt, (start, end) in zip(trial.turn_prompt_ids, trial.turn_spans, strict=False):
+            sequences.append(list(prompt) + list(trial.completion_ids[start:end]))
+            masks.append([0] * len(prompt) + [int(flag) for flag in trial.agent_mask[start:end]])
+            rollout_ids.append(index)
+    return sequences, masks, rollout_ids
+
+
+def system_prefix_ids(tokenizer: Any, system_prompt: str) -> list[int]:
+    """Token ids of the system message alone, as the chat template renders it at the start of a prompt.
+
+    Args:
+        tokenizer: The shared tokenizer (with a chat template).
+        system_prompt: The system message ("" for none: an empty prefix).
+
+    Returns:
+        The ids; a prompt rendered with this system message starts with them when the template closes
+        the system message with a special token (`swap_prompt_prefix` checks that it does).
+    """
+    if not system_prompt:
+        return []
+    text = tokenizer.apply_chat_template([{"role": "system", "content": system_prompt}], tokenize=False,
+                                         add_generation_prompt=False)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def swap_prompt_prefix(
+    sequences: Sequence[Sequence[int]], agent_masks: Sequence[Sequence[int]],
+    student_prefix: Sequence[int], teacher_prefix: Sequence[int],
+) -> tuple[list[list[int]], list[list[int]]]:
+    """The teacher's view for `teacher=self`: each row's student system-prompt ids replaced by the teacher's.
+
+    Everything after the prefix (observations, template ids and every agent id) is kept as is, so the
+    agent tokens are the same ids in the same order, each shifted by len(teacher) - len(student).
+
+    Args:
+        sequences: The student's rows (`trial_sequences`).
+        agent_masks: Their agent masks.
+        student_prefix: `system_prefix_ids` of the student's system prompt.
+        teacher_prefix: `system_prefix_ids` of the teacher's.
+
+    Returns:
+        (teacher sequences, teacher agent masks).
+
+    Raises:
+        ValueError: when a row does not start with the student prefix (the template merged the system
+            message into the ids after it, or the rows were rendered with another system prompt).
+    """
+    student_prefix, teacher_prefix = list(student_prefix), list(teacher_prefix)
+    cut = len(student_prefix)
+    out_sequences, out_masks = [], []
+    if len(agent_masks) != len(sequences):
+        raise ValueError(f"got {len(sequences)} sequences but {len(agent_masks)} agent masks")
+    for row, (ids, mask) in enumerate(zip(sequences, agent_masks, strict=True)):
+        if list(ids[:cut]) != student_prefix or any(mask[:cut]):
+            raise ValueError(f"row {row} does not start with the student's system-prompt ids; teacher=self needs "
+                             "rows rendered with the student's system prompt by a template that ends the system "
+                             "message with a special token")
+        out_sequences.append(teacher_prefix + list(ids[cut:]))
+        out_masks.append([0] * len(teacher_prefix) + list(mask[cut:]))
+    return out_sequences, out_masks
+
+
+def gather_agent_rows(hidden: torch.Tensor, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The hidden rows that predict agent tokens, the tokens, and each row's trial.
+
+    The state at position t predicts the id at t + 1, so row t is kept where `agent_mask[t + 1]`.
+
+    Shape:
+        hidden (B, T, H) -> rows (N, H), tokens (N,), rollout_ids (N,); N = agent ids after position 0.
+
+    Args:
+        hidden: Final hidden states of the model on `batch.input_ids`.
+        batch: The batch.
+
+    Returns:
+        (rows, tokens, rollout_ids), in row-major order of the batch.
+    """
+    targets = batch.agent_mask[:, 1:]  # (B, T-1)
+    rows = hidden[:, :-1][targets]  # (N, H)
+    tokens = batch.input_ids[:, 1:][targets]  # (N,)
+    rollout_ids = batch.rollout_ids[:, None].expand_as(targets)[targets]  # (N,)
+    return rows, tokens, rollout_ids
+
+
+def load_teacher(config: TeacherConfig, student: torch.nn.Module, tokenizer: Any = None) -> torch.nn.Module:
+    """Builds the frozen teacher: a checkpoint (`kind=model`) or a copy of the student (`kind=self`).
+
+    Args:
+        config: The `teacher` group.
+        student: The student model; a `self` teacher copies it, a `model` teacher goes to its device.
+        tokenizer: The student's tokenizer; a checkpoint that ships a tokenizer must have the same vocabulary.
+
+    Returns:
+        The teacher in eval mode with no trainable parameters.
+
+    Raises:
+        ValueError: when the path is missing, or the teacher's tokenizer or vocabulary differs.
+    """
+    if config.kind == "self":
+        teacher = copy.deepcopy(student)
+    else:
+        if not config.path or not os.path.isdir(config.path):
+            raise ValueError(f"teacher.path={config.path!r} is not a checkpoint directory; pass a local directory "
+                             "saved with save_pretrained (nothing is downloaded at run time)")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        parameter = next(student.parameters())
+        teacher = AutoModelForCausalLM.from_pretrained(config.path, dtype=parameter.dtype).to(parameter.device)
+        if tokenizer is not None and os.path.exists(os.path.join(config.path, "tokenizer_config.json")):
+            if AutoTokenizer.from_pretrained(config.path).get_vocab() != tokenizer.get_vocab():
+                raise ValueError(f"teacher.path={config.path} has another tokenizer than the student; OPD scores "
+                                 "the student's token ids, so both must share one tokenizer")
+    student_vocab = student.get_output_embeddings().weight.shape[0]
+    teacher_vocab = teacher.get_output_embeddings().weight.shape[0]
+    if teacher_vocab < student_vocab:
+        raise ValueError(f"the teacher's LM head has {teacher_vocab} rows but the student's has {student_vocab}; "
+                         "the teacher's vocabulary must cover the student's")
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+@torch.no_grad()
+def sync_teacher(teacher: torch.nn.Module, student: torch.nn.Module) -> None:
+    """Copies the student's weights into a `self` teacher (OPSDC's periodic re-sync)."""
+    teacher.load_state_dict(student.state_dict())
+
+
+def selection_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of one step's random selection: a function of (seed, step), so a resumed run redraws
+    exactly what the uninterrupted run drew."""
+    state = int(np.random.SeedSequence([int(seed), int(step)]).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator().manual_seed(state)
+
+
+class peak_memory:
+    """Peak memory allocated inside a `with` block beyond what was allocated when it began, in bytes.
+
+    CUDA: the caching allocator's statistics (`torch.cuda.max_memory_allocated`). CPU: torch's profiler
+    with `profile_memory=True`, which records every allocation and free of torch's CPU allocator; the
+    peak of their running sum is exact (no sampling, no RSS noise) but the profiler slows the block, so
+    this is for benchmarks and tests, not for every training step.
+
+    Example:
+        >>> with peak_memory("cpu") as measured:
+        ...     x = torch.ones(1000, 1000)  # 4 MB
+        >>> measured.bytes >= 4_000_000
+        True
+    """
+
+    def __init__(self, device: torch.device | str):
+        self.device = torch.device(device)
+        self.bytes = 0
+        self._profiler = None
+        self._base = 0
+
+    def __enter__(self) -> "peak_memory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        else:
+            from torch.profiler import ProfilerActivity, profile
+
+            self._profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+            self._profiler.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.bytes = torch.cuda.max_memory_allocated(self.device) - self._base
+            return
+        self._profiler.__exit__(*exc_info)
+        # Each "[memory]" event is one allocation (+bytes) or free (-bytes) of the CPU allocator.
+        events = sorted((event.start_ns(), event.nbytes()) for event in self._profiler.profiler.kineto_results.events()
+                        if event.name() == "[memory]")
+        running = peak = 0
+        for _, change in events:
+            running += change
+            peak = max(peak, running)
+        self.bytes = peak
+
+
+def process_peak_memory_gib(device: torch.device | str) -> float:
+    """The cheap per-step peak: CUDA's max allocated since the last reset, or the process RSS high-water
+    mark on CPU (it never decreases: it says what the process needed at most so far)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30  # Linux reports KiB
+
+
+def _finite_rows(stats: kernels.TokenStats, divergence: str) -> torch.Tensor:
+    """Rows whose loss is finite: KL(p||q) is +inf where the teacher gives a sampled-able token probability 0."""
+    if divergence == "reverse_kl":
+        return torch.isfinite(stats.reverse_kl)
+    if divergence == "forward_kl":
+        return torch.isfinite(stats.forward_kl)
+    return torch.ones_like(stats.reverse_kl, dtype=torch.bool)
+
+
+def _chunked_token_stats(student_rows, student_head, teacher_rows, teacher_head, tokens, distill):
+    """`kernels.token_stats` over `STATS_CHUNK_ROWS` rows at a time, concatenated."""
+    parts = [
+        kernels.token_stats(student_rows[start:start + STATS_CHUNK_ROWS], student_head,
+                            teacher_rows[start:start + STATS_CHUNK_ROWS], teacher_head,
+                            tokens=tokens[start:start + STATS_CHUNK_ROWS], temperature=distill.temperature,
+                            impl=distill.impl)
+        for start in range(0, max(1, student_rows.shape[0]), STATS_CHUNK_ROWS)
+    ]
+    return kernels.TokenStats(*(torch.cat([getattr(part, field) for part in parts]) for field in kernels.TokenStats._fields))
+
+
+def opd_loss(
+    student: torch.nn.Module,
+    teacher: torch.nn.Module,
+    student_batch: TokenBatch,
+    teacher_batch: TokenBatch,
+    distill: DistillConfig,
+    selection: SelectionConfig,
+    generator: torch.Generator | None = None,
+    select: Callable[..., torch.Tensor] = tip.select,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The distillation loss of one batch over the agent tokens `selection` keeps, and its metrics.
+
+    Args:
+        student: The trained model.
+        teacher: The frozen teacher (`load_teacher`).
+        student_batch: The student's rows on the student's device.
+        teacher_batch: The teacher's rows: the same agent ids in the same order (for `teacher=self`,
+            `swap_prompt_prefix` of the student's rows; for a `model` teacher, the student's rows).
+        distill: Divergence, beta, temperature and kernel implementation.
+        selection: The TIP rule, ratio, pool and entropy clip.
+        generator: The seeded generator of the sampling rules (`selection_generator`).
+        select: The token selector, `trainers.tip.select` or a callable with its signature.
+
+    Returns:
+        (loss, metrics): the mean divergence over the kept rows (0 with a zero gradient when nothing is
+        kept), differentiable into the student; metrics `distill/loss`, `distill/nonfinite_tokens` and
+        `selection/*` (`trainers.tip.selection_metrics`), as floats.
+
+    Raises:
+        ValueError: when the two views do not hold the same agent tokens.
+    """
+    with torch.no_grad():
+        teacher_hidden, teacher_head = kernels.final_hidden_and_head(
+            teacher, teacher_batch.input_ids, attention_mask=teacher_batch.attention_mask)
+        teacher_rows, teacher_tokens, _ = gather_agent_rows(teacher_hidden, teacher_batch)  # (N, H_t)
+        del teacher_hidden
+    student_hidden, student_head = kernels.final_hidden_and_head(
+        student, student_batch.input_ids, attention_mask=student_batch.attention_mask)
+    student_rows, tokens, rollout_ids = gather_agent_rows(student_hidden, student_batch)  # (N, H_s), (N,), (N,)
+    del student_hidden
+    if not torch.equal(tokens, teacher_tokens.to(tokens.device)):
+        raise ValueError(f"the teacher's view holds other agent tokens than the student's ({teacher_tokens.numel()} vs "
+                         f"{tokens.numel()} ids, or the same count in another order); build it from the student's "
+                         "rows (swap_prompt_prefix for teacher=self)")
+    teacher_rows = teacher_rows.to(student_rows.device)
+    teacher_head = teacher_head.detach().to(student_rows.device)
+    stats = _chunked_token_stats(student_rows.detach(), student_head.detach(), teacher_rows, teacher_head, tokens,
+                                 distill)
+    keep = select(stats, selection.rule, selection.ratio, rollout_ids, generator=generator, pool=selection.pool,
+                  entropy_clip_quantile=selection.entropy_clip_quantile)
+    finite = _finite_rows(stats, distill.divergence)
+    kept = torch.nonzero(keep & finite).squeeze(1)  # (K,)
+    if kept.numel() == 0:
+        # Keeps the graph through the decoder and the head, so backward runs and every gradient is 0.
+        loss = (student_rows.sum() + student_head.sum()) * 0.0
+    else:
+        loss = kernels.distill_loss(student_rows[kept], student_head, teacher_rows[kept], teacher_head,
+                                    divergence=distill.divergence, beta=distill.beta,
+                                    temperature=distill.temperature, reduction="mean", impl=distill.impl)
+    metrics = {f"selection/{key}": value for key, value in tip.selection_metrics(stats, keep).items()}
+    metrics["distill/loss"] = float(loss.detach())
+    metrics["distill/nonfinite_tokens"] = float((keep & ~finite).sum())
+    return loss, metrics

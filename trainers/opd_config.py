@@ -1,0 +1,154 @@
+"""Configuration of on-policy distillation (OPD) with TIP token selection: the `distill`, `teacher` and
+`selection` config groups of the trainer.
+
+Three dataclasses, each one Hydra group (`configs/distill/`, `configs/teacher/`, `configs/selection/`):
+
+    python -m trainers.orbit distill=opd teacher.path=outputs/teacher selection=soft_or
+    python -m trainers.orbit distill=opd distill.loss=grpo+opd distill.weight=0.5 teacher=self \\
+        teacher.system_prompt="..." selection=q3 selection.ratio=0.1
+
+Each `__post_init__` rejects a bad value by naming the key and the allowed values; `check_opd` checks
+the three together (a teacher is needed once the loss distills, a selection rule only means something
+when it does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from trainers.tip import POOLS, RULES
+
+__all__ = [
+    "DISTILL_DIVERGENCES",
+    "DISTILL_LOSSES",
+    "TEACHER_KINDS",
+    "DistillConfig",
+    "SelectionConfig",
+    "TeacherConfig",
+    "check_opd",
+    "register_opd_configs",
+]
+
+#: `none`: plain GRPO; `opd`: the distillation loss alone; `grpo+opd`: GRPO + weight x distillation.
+DISTILL_LOSSES = ("none", "opd", "grpo+opd")
+#: The per-token divergences of `kernels.distill_loss`.
+DISTILL_DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
+#: `model`: a separate checkpoint; `self`: the student's own weights under another system prompt.
+TEACHER_KINDS = ("model", "self")
+
+
+def _choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key}={value!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
+
+
+@dataclass
+class DistillConfig:
+    """The distillation loss: which one, which divergence, and how it combines with GRPO."""
+
+    #: `none` (GRPO only), `opd` (distillation only) or `grpo+opd` (GRPO plus `weight` x distillation).
+    loss: str = "none"
+    #: Per-token divergence: `reverse_kl` = KL(student || teacher) (OPD, TIP), `forward_kl`, or `jsd`.
+    divergence: str = "reverse_kl"
+    #: JSD mixture weight of the teacher, m = beta q + (1 - beta) p (0: forward KL, 1: reverse KL).
+    beta: float = 0.5
+    #: Weight of the distillation loss in `grpo+opd` (ignored by `opd`).
+    weight: float = 1.0
+    #: Softmax temperature of both models' logits in the loss and the statistics.
+    temperature: float = 1.0
+    #: Kernel implementation: null (Triton on CUDA, torch elsewhere), `torch` or `triton`.
+    impl: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _choice("distill.loss", self.loss, DISTILL_LOSSES)
+        _choice("distill.divergence", self.divergence, DISTILL_DIVERGENCES)
+        _choice("distill.impl", self.impl, (None, "torch", "triton"))
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"distill.beta={self.beta!r} must lie in [0, 1]")
+        if self.weight < 0.0:
+            raise ValueError(f"distill.weight={self.weight!r} must be >= 0")
+        if self.temperature <= 0.0:
+            raise ValueError(f"distill.temperature={self.temperature!r} must be > 0")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the loss distills at all."""
+        return self.loss != "none"
+
+
+@dataclass
+class TeacherConfig:
+    """The teacher that scores the student's tokens (same tokenizer; any hidden size)."""
+
+    #: `model` (the checkpoint at `path`) or `self` (the student's weights with `system_prompt`, OPSDC).
+    kind: str = "model"
+    #: Checkpoint directory of a `model` teacher (local only; nothing is downloaded).
+    path: Optional[str] = None
+    #: System message the teacher reads in place of the student's (`self` teachers; null keeps the student's).
+    system_prompt: Optional[str] = None
+    #: Steps between copies of the student's weights into a `self` teacher (CRISP: 50 stable, 1 collapses).
+    sync_every: int = 50
+
+    def __post_init__(self) -> None:
+        _choice("teacher.kind", self.kind, TEACHER_KINDS)
+        if self.sync_every < 1:
+            raise ValueError(f"teacher.sync_every={self.sync_every!r} must be >= 1 (steps between weight copies)")
+
+
+@dataclass
+class SelectionConfig:
+    """TIP token selection (`trainers.tip.select`): which agent tokens the distillation loss trains on."""
+
+    #: One of `trainers.tip.RULES`: all, random, entropy_top, entropy_sample, soft_or, q3, divergence_top,
+    #: soft_or_bottom.
+    rule: str = "all"
+    #: Kept fraction in [0, 1]: floor(ratio * m) tokens of each trial (or of the batch with pool=batch).
+    ratio: float = 1.0
+    #: `trial` (top k within each trial, TIP Eq. 8) or `batch` (over the pooled batch).
+    pool: str = "trial"
+    #: Batch quantile at which the entropy is clipped before min-max normalisation (TIP: the top 2%).
+    entropy_clip_quantile: float = 0.98
+
+    def __post_init__(self) -> None:
+        _choice("selection.rule", self.rule, RULES)
+        _choice("selection.pool", self.pool, POOLS)
+        if not 0.0 <= self.ratio <= 1.0:
+            raise ValueError(f"selection.ratio={self.ratio!r} must lie in [0, 1] (the kept fraction)")
+        if not 0.0 < self.entropy_clip_quantile <= 1.0:
+            raise ValueError(f"selection.entropy_clip_quantile={self.entropy_clip_quantile!r} must lie in (0, 1]")
+
+
+def check_opd(distill: DistillConfig, teacher: TeacherConfig, selection: SelectionConfig) -> None:
+    """Checks the three groups together.
+
+    Args:
+        distill: The `distill` group.
+        teacher: The `teacher` group.
+        selection: The `selection` group.
+
+    Raises:
+        ValueError: when a distilling loss has no teacher, or a selection rule is set without one.
+    """
+    if not distill.enabled:
+        if selection.rule != "all" or selection.ratio != 1.0:
+            raise ValueError(f"selection.rule={selection.rule} chooses distillation tokens, but distill.loss=none; "
+                             "add distill=opd (and a teacher), or drop the selection override")
+        return
+    if teacher.kind == "model" and not teacher.path:
+        raise ValueError(f"distill.loss={distill.loss} needs a teacher: set teacher.path=<checkpoint dir>, or use "
+                         "teacher=self teacher.system_prompt=\"...\" to distill the student into itself")
+    if teacher.kind == "self" and teacher.system_prompt is None:
+        raise ValueError("teacher=self needs teacher.system_prompt: with the student's own prompt the teacher "
+                         "equals the student and the loss is 0")
+
+
+def register_opd_configs() -> None:
+    """Stores the three schemas in Hydra's ConfigStore (idempotent), so `configs/{distill,teacher,selection}/`
+    files can extend them by naming `distill_schema`, `teacher_schema` or `selection_schema` first."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(group="distill", name="distill_schema", node=DistillConfig)
+    store.store(group="teacher", name="teacher_schema", node=TeacherConfig)
+    store.store(group="selection", name="selection_schema", node=SelectionConfig)
