@@ -128,7 +128,6 @@ class TravelPlanning(TextEnv):
 
     def _start(self) -> str:
         self._verdict = None
-        self._last_feedback = ""
         text = "Request:\n" + self.task.query
         if self.database_in_prompt:
             text += "\n\n" + TravelTools(self.task.world, self.task.trip).database_text()
