@@ -10,13 +10,66 @@ import gymnasium as gym
 
 import envs
 from agents.bandit_baselines import BANDIT_BASELINES
+from agents.game_oracles import BLACKJACK_BASELINES, MINESWEEPER_BASELINES, ROCK_PAPER_SCISSORS_BASELINES
+from agents.guessing_oracles import (
+    GUESS_THE_NUMBER_BASELINES,
+    HANGMAN_BASELINES,
+    MASTERMIND_BASELINES,
+    WORDLE_BASELINES,
+)
+from agents.grid_oracles import HIDDEN_FROZEN_LAKE_BASELINES, PARTIAL_MAZE_BASELINES, RELABELED_GRID_BASELINES
+from agents.planning_baselines import SHOPPING_BASELINES, TRAVEL_BASELINES
+from agents.puzzle_oracles import BLOCKSWORLD_BASELINES, HANOI_BASELINES, SOKOBAN_BASELINES
 from agents.rollout import Agent, play_trial
 
-__all__ = ["Agent", "baseline", "baseline_names", "play_trial", "BASELINES"]
+__all__ = [
+    "Agent",
+    "baseline",
+    "baseline_names",
+    "play_trial",
+    "BASELINES",
+    "HFAgent",
+    "OpenAIAgent",
+    "VLLMAgent",
+    "TokenTrial",
+    "tiny_model_path",
+]
+
+# LLM agents are imported on first use, so `import agents` (the baselines) never imports torch.
+_LAZY = {
+    "HFAgent": "agents.hf_agent",
+    "OpenAIAgent": "agents.openai_agent",
+    "VLLMAgent": "agents.vllm_agent",
+    "TokenTrial": "agents.tokens",
+    "tiny_model_path": "agents.tiny",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")
 
 # Baselines by catalog family, then by name. Families add their table here.
 BASELINES: dict[str, dict[str, type]] = {
     "bandits": BANDIT_BASELINES,
+    "guess_the_number": GUESS_THE_NUMBER_BASELINES,
+    "mastermind": MASTERMIND_BASELINES,
+    "wordle": WORDLE_BASELINES,
+    "hangman": HANGMAN_BASELINES,
+    "minesweeper": MINESWEEPER_BASELINES,
+    "rock_paper_scissors": ROCK_PAPER_SCISSORS_BASELINES,
+    "blackjack": BLACKJACK_BASELINES,
+    "partial_maze": PARTIAL_MAZE_BASELINES,
+    "hidden_frozen_lake": HIDDEN_FROZEN_LAKE_BASELINES,
+    "relabeled_grid": RELABELED_GRID_BASELINES,
+    "hanoi": HANOI_BASELINES,
+    "blocksworld": BLOCKSWORLD_BASELINES,
+    "sokoban": SOKOBAN_BASELINES,
+    "travel_planning": TRAVEL_BASELINES,
+    "shopping_planning": SHOPPING_BASELINES,
 }
 
 
