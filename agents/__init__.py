@@ -11,13 +11,13 @@ import gymnasium as gym
 import envs
 from agents.bandit_baselines import BANDIT_BASELINES
 from agents.game_oracles import BLACKJACK_BASELINES, MINESWEEPER_BASELINES, ROCK_PAPER_SCISSORS_BASELINES
+from agents.grid_oracles import HIDDEN_FROZEN_LAKE_BASELINES, PARTIAL_MAZE_BASELINES, RELABELED_GRID_BASELINES
 from agents.guessing_oracles import (
     GUESS_THE_NUMBER_BASELINES,
     HANGMAN_BASELINES,
     MASTERMIND_BASELINES,
     WORDLE_BASELINES,
 )
-from agents.grid_oracles import HIDDEN_FROZEN_LAKE_BASELINES, PARTIAL_MAZE_BASELINES, RELABELED_GRID_BASELINES
 from agents.planning_baselines import SHOPPING_BASELINES, TRAVEL_BASELINES
 from agents.puzzle_oracles import BLOCKSWORLD_BASELINES, HANOI_BASELINES, SOKOBAN_BASELINES
 from agents.rollout import Agent, play_trial

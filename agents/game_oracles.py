@@ -15,8 +15,6 @@ import functools
 import re
 from collections import Counter
 
-import numpy as np
-
 from agents.game_agent import GameAgent
 from envs.blackjack import FULL_DECK, hand_value
 from envs.minesweeper import HIDDEN, neighbours
@@ -114,7 +112,7 @@ class MinesweeperSolver(GameAgent):
             unknown = [cell for cell in hidden if cell not in self.mines]
             risks = [self._risk(cell, len(unknown)) for cell in unknown]
             lowest = min(risks)
-            cell = self._pick([c for c, risk in zip(unknown, risks) if risk <= lowest + 1e-9])
+            cell = self._pick([c for c, risk in zip(unknown, risks, strict=True) if risk <= lowest + 1e-9])
         return f"{cell[0]} {cell[1]}"
 
 

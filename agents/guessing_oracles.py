@@ -12,8 +12,8 @@ from collections import Counter
 
 from agents.game_agent import GameAgent
 from envs.mastermind import all_codes, score_guess
-from envs.words import load_words
 from envs.wordle import feedback
+from envs.words import load_words
 
 __all__ = [
     "BinarySearchAgent",

@@ -6,7 +6,10 @@ episode) with `gymnasium.make("icl/BernoulliBandit-Hard-v0", episodes=5, horizon
 catalog shows more than one default episode are trials already. Only gymnasium and numpy are imported.
 """
 
+import importlib.util
+
 from envs.core import MAX_ACTION_CHARS, TextEnv, Turn, parse_action, printable
+from envs.interop.gem import gem_installed
 from envs.multi_episode import MultiEpisode
 from envs.registration import CatalogEntry, catalog, make_text_env, register
 
@@ -219,6 +222,23 @@ _REGISTRY = {
          dict(difficulty="easy", hidden=True, episodes=3), "hidden: a brand the shopper refuses", "exact best cart (knows it)"),
     ],
 }
+
+# Optional interop: registered only where the library is installed; it is imported when an env is made.
+if importlib.util.find_spec("textarena") is not None:
+    _REGISTRY["textarena"] = [
+        # TextArena seeds Python's global RNG at every reset, so these ids are not thread-safe.
+        ("icl/TextArena-GuessTheNumber-v0", "envs.interop.textarena:TextArenaGame",
+         dict(game_id="GuessTheNumber-v0", oracle_return=1.0, episodes=3), "hidden: the game's seed (secret 1-20)",
+         "binary search (10 turns)"),
+    ]
+if gem_installed():
+    _REGISTRY["gem"] = [
+        # GEM seeds Python's and numpy's global RNGs at every reset, so these ids are not thread-safe.
+        ("icl/GEM-GuessTheNumber-v0", "envs.interop.gem:GemGame",
+         dict(game_id="game:GuessTheNumber-v0-hard", oracle_return=1.0, episodes=3),
+         "hidden: the game's seed (secret 1-50)", "binary search (7 turns)"),
+    ]
+
 
 def _register_all() -> None:
     for family, rows in _REGISTRY.items():

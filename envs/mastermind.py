@@ -43,7 +43,7 @@ def sample_code(rng: np.random.Generator, code_length: int, num_digits: int, dup
 
 def score_guess(code: Sequence[int], guess: Sequence[int]) -> tuple[int, int]:
     """(black, white): digits right in the right place, and right digits in the wrong place (multiset count)."""
-    black = sum(c == g for c, g in zip(code, guess))
+    black = sum(c == g for c, g in zip(code, guess, strict=True))
     common = sum((Counter(code) & Counter(guess)).values())
     return black, common - black
 

@@ -52,7 +52,7 @@ def outcome(move: str, opponent_move: str) -> str:
 
 def check_rounds(moves: Sequence[str], opponent_moves: Sequence[str], wins_needed: int) -> bool:
     """Exact checker: True when the player's moves beat the opponent's at least `wins_needed` times."""
-    return sum(outcome(m, o) == "win" for m, o in zip(moves, opponent_moves)) >= wins_needed
+    return sum(outcome(m, o) == "win" for m, o in zip(moves, opponent_moves, strict=True)) >= wins_needed
 
 
 def solve(task: Opponent, rounds: int) -> list[str]:

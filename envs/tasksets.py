@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                          str(spec.episodes), str(spec.size(split)), first))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0
 
 

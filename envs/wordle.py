@@ -20,8 +20,8 @@ def feedback(secret: str, guess: str) -> str:
     unmatched copies of that letter remain (secret "apple", guess "paper" -> "YYGYX").
     """
     marks = ["X"] * len(guess)
-    unmatched = Counter(s for s, g in zip(secret, guess) if s != g)
-    for index, (s, g) in enumerate(zip(secret, guess)):
+    unmatched = Counter(s for s, g in zip(secret, guess, strict=True) if s != g)
+    for index, (s, g) in enumerate(zip(secret, guess, strict=True)):
         if s == g:
             marks[index] = "G"
         elif unmatched[g] > 0:

@@ -4,7 +4,16 @@ import gymnasium as gym
 import numpy as np
 
 from benchmarks.bandit_baselines import play
-from envs.minesweeper import Minefield, check_clicks, mine_counts, neighbours, parse_cell, reveal, sample_minefield, solve
+from envs.minesweeper import (
+    Minefield,
+    check_clicks,
+    mine_counts,
+    neighbours,
+    parse_cell,
+    reveal,
+    sample_minefield,
+    solve,
+)
 
 EASY = "icl/Minesweeper-Easy-v0"
 # 5x5, mines at (0,4), (2,2), (4,0); start (0,0). Row by row (* mine, . no adjacent mine):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from benchmarks.bandit_baselines import play
-from envs.words import WORD_LENGTHS, SecretWord, load_words
 from envs.wordle import check_guesses, feedback, parse_word, solve
+from envs.words import WORD_LENGTHS, SecretWord, load_words
 
 HARD = "icl/Wordle-Hard-v0"
 
