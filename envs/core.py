@@ -30,19 +30,42 @@ def printable(text: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _closing_index(text: str, begin: int, open_char: str, close_char: str, quote_aware: bool) -> int:
+    """Index of the bracket closing the one opened just before `begin`, or -1."""
+    depth, in_string, escaped = 1, False, False
+    for index in range(begin, len(text)):
+        ch = text[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"' and quote_aware:
+            in_string = True
+        elif ch == open_char:
+            depth += 1
+        elif ch == close_char:
+            depth -= 1
+            if depth == 0:
+                return index
+    return -1
+
+
 def _last_balanced(text: str, opener: str, open_char: str, close_char: str) -> str | None:
-    """Content of the last `opener ... close_char` with balanced nesting, or None."""
+    """Content of the last `opener ... close_char` with balanced nesting, or None.
+
+    Brackets inside double-quoted strings are skipped first (so a JSON tool call may contain `}` in a
+    string value); if that finds no close (say, a stray quote), plain counting is tried.
+    """
     start = text.rfind(opener)
     while start != -1:
-        depth, begin = 1, start + len(opener)
-        for index in range(begin, len(text)):
-            ch = text[index]
-            if ch == open_char:
-                depth += 1
-            elif ch == close_char:
-                depth -= 1
-                if depth == 0:
-                    return text[begin:index]
+        begin = start + len(opener)
+        for quote_aware in (True, False):
+            end = _closing_index(text, begin, open_char, close_char, quote_aware)
+            if end != -1:
+                return text[begin:end]
         # Unclosed: an earlier complete one may still exist.
         start = text.rfind(opener, 0, start)
     return None

@@ -14,6 +14,8 @@ from envs.core import parse_action
         ("\\boxed{1} then \\boxed{ 4 }", "4"),  # the last box wins, stripped
         ("\\boxed{{\"name\": \"x\", \"arguments\": {}}}", '{"name": "x", "arguments": {}}'),  # nested braces
         ("\\boxed{2} and an unclosed \\boxed{5", "2"),  # unclosed last box: the last complete one
+        ('\\boxed{{"note": "a } b"}}', '{"note": "a } b"}'),  # a brace inside a JSON string value
+        ('\\boxed{say "hi}', 'say "hi'),  # a stray quote falls back to plain counting
         ("<think>\\boxed{9}</think> final \\boxed{1}", "1"),
         ("<think>I'd say \\boxed{9}</think> no box after thinking", None),
         ("no box at all", None),
