@@ -57,6 +57,16 @@ TEXTARENA_EQUIVALENTS: dict[str, Equivalent] = {
         "FrozenLake-v0-hardcore", lambda rng: f"[{rng.choice(['up', 'down', 'left', 'right'])}]"
     ),
     "icl/Sokoban-Medium-v0": Equivalent("Sokoban-v0", lambda rng: f"[{rng.choice(['up', 'down', 'left', 'right'])}]"),
+    # Word, number and card games. TextArena's Wordle and Hangman download nltk data when built, and its
+    # rock-paper-scissors is two-player, so those families have no equivalent here.
+    "icl/GuessTheNumber-Hard-v0": Equivalent("GuessTheNumber-v0-hardcore", lambda rng: f"[{rng.integers(1, 51)}]"),
+    "icl/Mastermind-Hard-v0": Equivalent(  # 4 different digits of 1-6 on both sides
+        "Mastermind-v0", lambda rng: "[" + " ".join(str(d) for d in rng.permutation(6)[:4] + 1) + "]"
+    ),
+    "icl/Minesweeper-Easy-v0": Equivalent(  # 5x5 with 5 mines on both sides
+        "Minesweeper-v0-small", lambda rng: f"[{rng.integers(5)} {rng.integers(5)}]"
+    ),
+    "icl/Blackjack-Medium-v0": Equivalent("Blackjack-v0", lambda rng: f"[{rng.choice(['hit', 'stand'])}]"),
 }
 
 

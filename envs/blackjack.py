@@ -76,9 +76,11 @@ def sample_deck(rng: np.random.Generator, max_hits: int) -> Deck:
     """Shuffle until the dealer's two cards total at least 17 (ORBIT's rule, without its 50-try cap) and a
     win is reachable within `max_hits` draws."""
     while True:
-        cards = tuple(int(v) for v in rng.permutation(FULL_DECK))
-        task = Deck(cards)
-        if hand_value(task.dealer) >= 17 and winning_draw(task, max_hits) is not None:
+        cards = rng.permutation(FULL_DECK).tolist()
+        if hand_value(cards[:2]) < 17:
+            continue
+        task = Deck(tuple(cards))
+        if winning_draw(task, max_hits) is not None:
             return task
 
 

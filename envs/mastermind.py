@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -44,7 +43,7 @@ def sample_code(rng: np.random.Generator, code_length: int, num_digits: int, dup
 def score_guess(code: Sequence[int], guess: Sequence[int]) -> tuple[int, int]:
     """(black, white): digits right in the right place, and right digits in the wrong place (multiset count)."""
     black = sum(c == g for c, g in zip(code, guess, strict=True))
-    common = sum((Counter(code) & Counter(guess)).values())
+    common = sum(min(code.count(d), guess.count(d)) for d in set(guess))
     return black, common - black
 
 
