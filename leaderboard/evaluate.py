@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import importlib
 import json
 import os
 import sys
@@ -48,6 +49,8 @@ __all__ = ["TrialJob", "evaluate", "agent_hash", "build_agent", "plan_jobs", "ru
 
 # Keys that select or label an agent but do not change how it plays, so they stay out of its hash.
 _NON_BEHAVIOUR_KEYS = ("name", "role", "envs", "exclude_envs", "batch_size")
+# Keys of the leaderboard's own, not constructor arguments of the agent class.
+_LEADERBOARD_KEYS = ("name", "kind", "role", "envs", "exclude_envs", "batch_size", "greedy")
 
 
 @dataclass(frozen=True)
@@ -90,39 +93,30 @@ def skip_reason(config: AgentConfig, env_id: str) -> str | None:
     return None
 
 
+# Model agents by config class: (module, class), imported on first use so baselines never import torch.
+_MODEL_AGENT_CLASSES = {
+    HFAgentConfig: ("agents.hf_agent", "HFAgent"),
+    VLLMAgentConfig: ("agents.vllm_agent", "VLLMAgent"),
+    OpenAIAgentConfig: ("agents.openai_agent", "OpenAIAgent"),
+}
+
+
 def build_agent(config: AgentConfig, env_id: str) -> Any:
-    """The agent a config describes; model agents are imported only here, so baselines never import torch.
+    """The agent a config describes: a baseline for `env_id`'s family, or a model agent.
+
+    A model agent's config keys are its class's argument names, so every key but the leaderboard's own
+    (`_LEADERBOARD_KEYS`) is passed through.
 
     Raises:
-        ValueError: on an unknown `kind`, naming the allowed kinds.
+        ValueError: on a config class with no agent behind it.
     """
     if isinstance(config, BaselineAgentConfig):
         return agents.baseline(config.baseline, env_id, memory=config.memory, **config.kwargs)
-    if isinstance(config, (HFAgentConfig, VLLMAgentConfig)):
-        keys = ("context", "system_prompt", "temperature", "top_p", "top_k", "max_new_tokens", "max_context_tokens", "seed")
-        arguments = {key: getattr(config, key) for key in keys}
-        if isinstance(config, HFAgentConfig):
-            from agents.hf_agent import HFAgent
-
-            return HFAgent(config.model, device=config.device, **arguments)
-        from agents.vllm_agent import VLLMAgent
-
-        return VLLMAgent(config.model, **arguments)
-    if isinstance(config, OpenAIAgentConfig):
-        from agents.openai_agent import OpenAIAgent
-
-        return OpenAIAgent(
-            config.model,
-            config.base_url,
-            api_key_env=config.api_key_env,
-            max_tokens=config.max_tokens,
-            timeout=config.timeout,
-            max_retries=config.max_retries,
-            max_concurrency=config.max_concurrency,
-            temperature=config.temperature,
-            top_p=config.top_p,
-        )
-    raise ValueError(f"unknown agent kind {config.kind!r}; allowed: baseline, hf, vllm, openai")
+    if type(config) not in _MODEL_AGENT_CLASSES:
+        raise ValueError(f"no agent for {type(config).__name__}; kinds: baseline, hf, vllm, openai")
+    module, name = _MODEL_AGENT_CLASSES[type(config)]
+    agent_class = getattr(importlib.import_module(module), name)
+    return agent_class(**{key: value for key, value in asdict(config).items() if key not in _LEADERBOARD_KEYS})
 
 
 def _make_env(job: TrialJob) -> gym.Env:
@@ -177,10 +171,19 @@ def _run_batch(jobs: list[TrialJob]) -> list[dict]:
     if agent is None:
         agent = _MODEL_AGENTS[first.agent_hash] = build_agent(first.agent, first.env_id)
     start = time.perf_counter()
-    trials = agent.play_batch([_make_env(job) for job in jobs], [job.seed for job in jobs], greedy=first.agent.greedy)
-    # One forward pass serves the whole batch, so each trial is charged an equal share of its time.
+    environments, seeds = [_make_env(job) for job in jobs], [job.seed for job in jobs]
+    if isinstance(first.agent, OpenAIAgentConfig):
+        # Threads play the trials concurrently; each record carries its own token counts.
+        records = agent.play_batch(environments, seeds)
+        tokens = [(record["tokens_in"], record["tokens_out"]) for record in records]
+    else:
+        trials = agent.play_batch(environments, seeds, greedy=first.agent.greedy)
+        records, tokens = [trial.record for trial in trials], [(trial.tokens_in, trial.tokens_out) for trial in trials]
+    # The trials of a batch share its time (one forward pass, or one pool of requests), so each gets an equal share.
     share = (time.perf_counter() - start) / len(jobs)
-    return [_row(job, trial.record, share, trial.tokens_in, trial.tokens_out) for job, trial in zip(jobs, trials, strict=True)]
+    return [
+        _row(job, record, share, *counts) for job, record, counts in zip(jobs, records, tokens, strict=True)
+    ]
 
 
 def _batches(jobs: list[TrialJob], size: int) -> list[list[TrialJob]]:

@@ -176,33 +176,46 @@ class VLLMAgentConfig(AgentConfig, _TokenAgentKeys):
 
 @dataclass
 class OpenAIAgentConfig(AgentConfig):
-    """A model behind an OpenAI-compatible HTTP API (`agents.openai_agent.OpenAIAgent`)."""
+    """A model behind an OpenAI-compatible HTTP API (`agents.openai_agent.OpenAIAgent`); names = its arguments."""
 
     kind: str = "openai"
     #: Model name sent to the API.
     model: str = MISSING
-    #: API root, e.g. https://api.openai.com/v1 or http://localhost:8000/v1 for a local server.
+    #: API root, e.g. https://api.openai.com/v1, or http://127.0.0.1:8000/v1 for a local `vllm serve`.
     base_url: str = MISSING
     #: Environment variable holding the API key (the key itself never goes in a config).
     api_key_env: str = "OPENAI_API_KEY"
+    #: Context policy (`agents.context.CONTEXT_POLICIES`).
+    context: str = "full"
+    #: System message (None: the agents' default prompt).
+    system_prompt: Optional[str] = None
     temperature: float = 1.0
     top_p: float = 1.0
-    #: Tokens generated per turn.
-    max_tokens: int = 256
-    #: Seconds before one request is abandoned (and retried).
-    timeout: float = 60.0
+    #: Tokens generated per turn at most.
+    max_tokens: int = 512
+    #: Seconds allowed for connecting and for each read of a response.
+    timeout: float = 30.0
+    #: Further attempts after a retryable failure (timeouts, 408/429/5xx).
     max_retries: int = 3
-    #: Requests in flight at once.
+    #: First retry delay in seconds (doubling, with seeded jitter).
+    backoff: float = 0.5
+    #: Requests in flight to base_url at once; also the threads that play a batch's trials.
     max_concurrency: int = 8
-    #: Trials played together by one `play_batch` call.
+    #: Send planning envs' tools as native OpenAI tools (a tool call becomes the boxed JSON action).
+    native_tools: bool = True
+    #: Seed of the per-request `seed` field (None: no seed sent).
+    seed: Optional[int] = None
+    #: More request fields, e.g. {reasoning_effort: low}.
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    #: Trials handed to one `play_batch` call.
     batch_size: int = 32
-    #: Pass `greedy=True` to `play_batch`.
-    greedy: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for key in ("max_tokens", "timeout", "max_concurrency", "batch_size"):
             _check_positive("agent", key, getattr(self, key))
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"agent.base_url must start with http:// or https://, got {self.base_url!r}")
 
 
 # ----------------------------------------------------------------------------------------------- suites

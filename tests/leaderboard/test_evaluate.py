@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import http.server
+import json
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -121,3 +124,48 @@ def test_tiny_model_end_to_end(tmp_path):
     # Batches are cut from the full job list, so a second run reproduces every row.
     second = read_rows(evaluate(dataclasses.replace(config, output_dir=str(tmp_path / "b"))))
     assert _without_timing(second) == _without_timing(first)
+
+
+class _ChatServer(http.server.BaseHTTPRequestHandler):
+    """A loopback OpenAI-compatible endpoint: always pulls arm 1, reporting 7 prompt and 3 completion tokens."""
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert self.path == "/v1/chat/completions" and request["model"] == "loopback"
+        body = json.dumps(
+            {
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "\\boxed{1}"}}],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 3},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *arguments):
+        pass
+
+
+def test_openai_agent_end_to_end_against_a_loopback_server(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ChatServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        overrides = ["agent=openai", "agent.model=loopback", f"agent.base_url=http://127.0.0.1:{server.server_port}/v1"]
+        suite = SuiteConfig(name="api", envs=[SuiteEnvConfig(id="icl/BernoulliBandit-Meta-v0", kwargs={"horizon": 4})], trials=3)
+        config = dataclasses.replace(
+            config_from_overrides([*overrides, "agent.batch_size=2"]), suite=suite, output_dir=str(tmp_path), progress=False
+        )
+        from leaderboard.evaluate import evaluate
+
+        rows = read_rows(evaluate(config))
+    finally:
+        server.shutdown()
+        thread.join()
+    assert [row["seed"] for row in rows] == [0, 1, 2]
+    for row in rows:
+        assert row["agent"] == "openai" and row["steps"] == 12  # 3 episodes x 4 pulls, every reply parsed
+        assert row["format_error_rate"] == 0.0
+        assert (row["tokens_in"], row["tokens_out"]) == (7 * 12, 3 * 12)
