@@ -116,7 +116,10 @@ def build_agent(config: AgentConfig, env_id: str) -> Any:
         raise ValueError(f"no agent for {type(config).__name__}; kinds: baseline, hf, vllm, openai")
     module, name = _MODEL_AGENT_CLASSES[type(config)]
     agent_class = getattr(importlib.import_module(module), name)
-    return agent_class(**{key: value for key, value in asdict(config).items() if key not in _LEADERBOARD_KEYS})
+    arguments = {key: value for key, value in asdict(config).items() if key not in _LEADERBOARD_KEYS}
+    # `llm_kwargs` stands for the class's `**llm_kwargs` (the vLLM engine's own arguments).
+    arguments.update(arguments.pop("llm_kwargs", {}))
+    return agent_class(**arguments)
 
 
 def _make_env(job: TrialJob) -> gym.Env:

@@ -107,8 +107,6 @@ class BaselineAgentConfig(AgentConfig):
 class _TokenAgentKeys:
     """Keys shared by the local-model agents; names are `agents.token_loop.TokenAgent` argument names."""
 
-    #: Path of a saved model directory (local only: nothing is downloaded at run time).
-    model: str = MISSING
     #: Context policy (`agents.context.CONTEXT_POLICIES`): `full` keeps every episode in the prompt.
     context: str = "full"
     #: System message (None: the agents' default prompt).
@@ -154,6 +152,8 @@ class HFAgentConfig(AgentConfig, _TokenAgentKeys):
     """A local transformers model (`agents.hf_agent.HFAgent`), batched in the evaluating process."""
 
     kind: str = "hf"
+    #: Path of a saved model directory (local only: nothing is downloaded at run time).
+    model: str = MISSING
     #: Where the model runs (None: CUDA when available, else CPU).
     device: Optional[str] = None
 
@@ -167,6 +167,10 @@ class VLLMAgentConfig(AgentConfig, _TokenAgentKeys):
     """A local model run by vLLM in the evaluating process (`agents.vllm_agent.VLLMAgent`)."""
 
     kind: str = "vllm"
+    #: Path of a saved model directory (local only: nothing is downloaded at run time).
+    model_path: str = MISSING
+    #: Further `vllm.LLM` arguments, e.g. {gpu_memory_utilization: 0.5, max_model_len: 8192}.
+    llm_kwargs: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 64
 
     def __post_init__(self) -> None:

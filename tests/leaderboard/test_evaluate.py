@@ -21,7 +21,7 @@ from leaderboard.results import RESULTS_FILE, read_rows
 from tests.leaderboard.conftest import evaluate_agent, small_suites
 
 ROOT = Path(__file__).resolve().parents[2]
-REQUIRED = {"hf": ["agent.model=/m"], "vllm": ["agent.model=/m"], "openai": ["agent.model=m", "agent.base_url=http://x"]}
+REQUIRED = {"hf": ["agent.model=/m"], "vllm": ["agent.model_path=/m"], "openai": ["agent.model=m", "agent.base_url=http://x"]}
 
 
 def _without_timing(rows: list[dict]) -> list[dict]:
