@@ -109,7 +109,8 @@ class MinesweeperSolver(GameAgent):
             zeros = [cell for cell in options if self.numbers.get(cell) == 0]
             cell = self._pick(zeros or options)
         else:
-            unknown = [cell for cell in hidden if cell not in self.mines]
+            # Every hidden cell a proven mine means a planted board already clear at its start: any will do.
+            unknown = [cell for cell in hidden if cell not in self.mines] or hidden or [(0, 0)]
             risks = [self._risk(cell, len(unknown)) for cell in unknown]
             lowest = min(risks)
             cell = self._pick([c for c, risk in zip(unknown, risks, strict=True) if risk <= lowest + 1e-9])

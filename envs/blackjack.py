@@ -29,14 +29,17 @@ class Deck:
 
     @property
     def dealer(self) -> tuple[int, ...]:
+        """The dealer's two cards."""
         return self.cards[:2]
 
     @property
     def player(self) -> tuple[int, ...]:
+        """The player's two starting cards."""
         return self.cards[2:4]
 
     @property
     def pile(self) -> tuple[int, ...]:
+        """The drawable cards, indexed from 0."""
         return self.cards[4:]
 
 
@@ -47,6 +50,7 @@ def hand_value(cards: Sequence[int]) -> int:
 
 
 def card_name(value: int) -> str:
+    """How a card value is shown: "A" for an ace (1), else the number."""
     return "A" if value == 1 else str(value)
 
 

@@ -96,7 +96,8 @@ def check_clicks(task: Minefield, clicks: Sequence[Cell], max_turns: int) -> boo
 
 
 def sample_minefield(rng: np.random.Generator, rows: int, cols: int, num_mines: int, max_clicks: int) -> Minefield:
-    """Draw a start cell, then mines away from it and its neighbours, until `solve` needs <= `max_clicks`.
+    """Draw a start cell, then mines away from it and its neighbours, until `solve` needs 1 to `max_clicks`
+    clicks (a start region that opens every safe cell would be an episode won before its first turn).
 
     Raises:
         ValueError: when no board was solvable within `max_clicks` in 1000 draws (too many mines).
@@ -108,7 +109,7 @@ def sample_minefield(rng: np.random.Generator, rows: int, cols: int, num_mines: 
         allowed = [cell for cell in cells if cell not in keep_clear]
         chosen = rng.choice(len(allowed), size=num_mines, replace=False)
         task = Minefield(rows, cols, tuple(sorted(allowed[int(i)] for i in chosen)), start)
-        if len(solve(task)) <= max_clicks:
+        if 1 <= len(solve(task)) <= max_clicks:
             return task
     raise ValueError(f"no {rows}x{cols} board with {num_mines} mines is solvable in {max_clicks} clicks; "
                      "lower num_mines or raise max_turns")
@@ -145,8 +146,9 @@ class Minesweeper(TextEnv):
     different episodes (arXiv 2602.04089 §7). Here the layout is part of the hidden task and a
     guaranteed-safe start cell (with no adjacent mine) is opened at the start of every episode, so a
     trial replays the same board. Boards are drawn until the fewest clicks that clear them fit in
-    `max_turns`. Tiers: Easy 5x5 with 5 mines in 8 turns (ORBIT's reveal-only task), Medium 6x6 with
-    8 mines in 10 turns, Hard 8x8 with 12 mines in 14 turns; 3 episodes. Rows and columns count from 0.
+    `max_turns` (and are at least one). Tiers: Easy 5x5 with 5 mines in 8 turns (ORBIT's reveal-only
+    task), Medium 6x6 with 8 mines in 10 turns, Hard 8x8 with 12 mines in 14 turns; 3 episodes. Rows
+    and columns count from 0.
     Action Space: text; a cell inside `\\boxed{}`, e.g. `\\boxed{2 3}` (row 2, column 3).
     Observation Space: text; the board after each click: `?` hidden, `.` open with no adjacent mine,
         a digit the number of adjacent mines, `*` the mine that ended the episode.

@@ -27,6 +27,7 @@ class Opponent:
 
     @property
     def dominant(self) -> str:
+        """The opponent's most likely move."""
         return MOVES[int(np.argmax(self.probabilities))]
 
 
