@@ -29,10 +29,13 @@ import numpy as np
 import torch
 
 import kernels
+from agents.context import DEFAULT_SYSTEM_PROMPT
 from trainers import tip
-from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig
+from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig, check_opd
+from trainers.orbit import OrbitTrainer
 
 __all__ = [
+    "OPDTrainer",
     "STATS_CHUNK_ROWS",
     "TokenBatch",
     "gather_agent_rows",
@@ -261,10 +264,10 @@ def sync_teacher(teacher: torch.nn.Module, student: torch.nn.Module) -> None:
     teacher.load_state_dict(student.state_dict())
 
 
-def selection_generator(seed: int, step: int) -> torch.Generator:
-    """The generator of one step's random selection: a function of (seed, step), so a resumed run redraws
-    exactly what the uninterrupted run drew."""
-    state = int(np.random.SeedSequence([int(seed), int(step)]).generate_state(1, dtype=np.uint64)[0])
+def selection_generator(seed: int, step: int, micro_batch: int = 0) -> torch.Generator:
+    """The generator of one micro-batch's random selection: a function of (seed, step, micro_batch), so a
+    resumed run redraws exactly what the uninterrupted run drew."""
+    state = int(np.random.SeedSequence([int(seed), int(step), int(micro_batch)]).generate_state(1, dtype=np.uint64)[0])
     return torch.Generator().manual_seed(state)
 
 
@@ -410,3 +413,122 @@ def opd_loss(
     metrics["distill/loss"] = float(loss.detach())
     metrics["distill/nonfinite_tokens"] = float((keep & ~finite).sum())
     return loss, metrics
+
+
+def _trl_batch(inputs: dict[str, Any]) -> TokenBatch:
+    """TRL's micro-batch (left-padded prompts, right-padded completions) as a `TokenBatch`, one trial per row."""
+    prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]  # (B, P)
+    completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]  # (B, C)
+    agent = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]  # (B, C)
+    return TokenBatch(
+        input_ids=torch.cat([prompt_ids, completion_ids], dim=1),
+        attention_mask=torch.cat([prompt_mask, completion_mask], dim=1),
+        agent_mask=torch.cat([torch.zeros_like(prompt_mask), agent], dim=1).bool(),
+        rollout_ids=torch.arange(prompt_ids.shape[0], device=prompt_ids.device),
+    )
+
+
+
+def _teacher_view(batch: TokenBatch, student_prefix: list[int], teacher_prefix: list[int], pad_id: int) -> TokenBatch:
+    """A `self` teacher's rows: each student row without padding, its system-prompt ids swapped, right-padded."""
+    sequences, masks = [], []
+    for ids, attention, agent in zip(batch.input_ids.tolist(), batch.attention_mask.tolist(), batch.agent_mask.tolist(),
+                                     strict=True):
+        sequences.append([token for token, real in zip(ids, attention, strict=True) if real])
+        masks.append([int(flag) for flag, real in zip(agent, attention, strict=True) if real])
+    sequences, masks = swap_prompt_prefix(sequences, masks, student_prefix, teacher_prefix)
+    return pad_batch(sequences, masks, batch.rollout_ids.tolist(), pad_id).to(batch.input_ids.device)
+
+
+class OPDTrainer(OrbitTrainer):
+    """ORBIT's trainer with on-policy distillation: GRPO, OPD, or GRPO + weight x OPD, over TIP-selected tokens.
+
+    Features:
+        - The student plays trials on-policy exactly as in `OrbitTrainer` (same rollout, rewards, logging).
+        - `distill.loss=opd` replaces the GRPO loss by the distillation loss; `grpo+opd` adds
+          `distill.weight` x the distillation loss to it (weight 0 is exactly GRPO: the term is not built).
+        - The teacher scores the student's own agent tokens (`opd_loss`): a checkpoint sharing the tokenizer
+          (any hidden size), or the student itself under `teacher.system_prompt`, re-synced every
+          `teacher.sync_every` optimizer steps (OPSDC / CRISP).
+        - `trainers.tip.select` (or the `select` callable) keeps the tokens the loss trains on; the
+          statistics and the loss run on final hidden states through `kernels`, never on full logits.
+        - Logs `train/distill/loss`, `train/distill/nonfinite_tokens`, `train/selection/*` (kept fraction,
+          quadrant shares, mean entropy and divergence) and `train/peak_memory_gib` every step.
+
+    With several micro-batches (gradient accumulation) each micro-batch's mean over its kept tokens gets an
+    equal share of the step, as in the OPD reference implementation (HJSang/OPSD_OnPolicyDistillation).
+
+    Args:
+        model, tokenizer, pool, config, output_dir, make_agent, reward_funcs, callbacks: as `OrbitTrainer`.
+        distill, teacher_config, selection: the three groups; default `config.distill`, `config.teacher`,
+            `config.selection`.
+        teacher: an already built teacher (default: `load_teacher(teacher_config, model, tokenizer)`).
+        select: the token selector (`trainers.tip.select` signature).
+
+    Papers: TIP, arXiv 2604.14084 (token selection); OPSDC / CRISP, arXiv 2603.05433 (self-distillation).
+
+    Example:
+        >>> trainer = OPDTrainer(model, tokenizer, pool, config, output_dir=Path("outputs/opd"),  # doctest: +SKIP
+        ...                      distill=DistillConfig(loss="opd"), teacher_config=TeacherConfig(path="teacher"),
+        ...                      selection=SelectionConfig(rule="soft_or", ratio=0.5))
+        >>> trainer.train()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        pool: Any,
+        config: Any,
+        *,
+        output_dir: Any,
+        distill: DistillConfig | None = None,
+        teacher_config: TeacherConfig | None = None,
+        selection: SelectionConfig | None = None,
+        teacher: torch.nn.Module | None = None,
+        select: Callable[..., torch.Tensor] = tip.select,
+        **kwargs: Any,
+    ):
+        self.distill = distill if distill is not None else config.distill
+        self.teacher_config = teacher_config if teacher_config is not None else config.teacher
+        self.selection = selection if selection is not None else config.selection
+        check_opd(self.distill, self.teacher_config, self.selection)
+        super().__init__(model, tokenizer, pool, config, output_dir=output_dir, **kwargs)
+        self.teacher = teacher if teacher is not None else load_teacher(self.teacher_config, model, tokenizer)
+        self.select = select
+        self._pad_id = tokenizer.pad_token_id
+        self._prefixes = None
+        if self.teacher_config.kind == "self" and self.teacher_config.system_prompt is not None:
+            student_prompt = DEFAULT_SYSTEM_PROMPT if config.model.system_prompt is None else config.model.system_prompt
+            self._prefixes = (system_prefix_ids(tokenizer, student_prompt),
+                              system_prefix_ids(tokenizer, self.teacher_config.system_prompt))
+        self._synced_at = 0
+        self._micro_batch = (-1, 0)  # (step, micro-batches seen in it): names each selection's generator
+
+    def compute_policy_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+        """GRPO, OPD or GRPO + weight x OPD for one micro-batch (see the class docstring)."""
+        if self.distill.loss == "grpo+opd" and self.distill.weight == 0.0:
+            return super().compute_policy_loss(model, inputs)
+        distillation = self.distillation_loss(model, inputs)
+        if self.distill.loss == "opd":
+            return distillation
+        return super().compute_policy_loss(model, inputs) + self.distill.weight * distillation
+
+    def distillation_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+        """The OPD loss of one micro-batch, scaled for gradient accumulation, with its metrics recorded."""
+        student = self.accelerator.unwrap_model(model)
+        step = int(self.state.global_step)
+        if self.teacher_config.kind == "self" and step - self._synced_at >= self.teacher_config.sync_every:
+            sync_teacher(self.teacher, student)
+            self._synced_at = step
+        micro_batch = self._micro_batch[1] + 1 if self._micro_batch[0] == step else 0
+        self._micro_batch = (step, micro_batch)
+        batch = _trl_batch(inputs)
+        teacher_batch = batch if self._prefixes is None else _teacher_view(batch, *self._prefixes, self._pad_id)
+        loss, metrics = opd_loss(student, self.teacher, batch, teacher_batch, self.distill, self.selection,
+                                 generator=selection_generator(self.args.seed, step, micro_batch), select=self.select)
+        metrics["peak_memory_gib"] = process_peak_memory_gib(batch.input_ids.device)
+        self.record_metrics(metrics)
+        if self.model.training:
+            loss = loss / self.current_gradient_accumulation_steps
+        return loss

@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from trainers.tip import POOLS, RULES
-
 __all__ = [
     "DISTILL_DIVERGENCES",
     "DISTILL_LOSSES",
+    "SELECTION_POOLS",
+    "SELECTION_RULES",
     "TEACHER_KINDS",
     "DistillConfig",
     "SelectionConfig",
@@ -36,6 +36,10 @@ DISTILL_LOSSES = ("none", "opd", "grpo+opd")
 DISTILL_DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
 #: `model`: a separate checkpoint; `self`: the student's own weights under another system prompt.
 TEACHER_KINDS = ("model", "self")
+#: TIP token-selection rules (`trainers.tip` implements them; listed here so the config imports no torch).
+SELECTION_RULES = ("all", "random", "entropy_top", "entropy_sample", "soft_or", "q3", "divergence_top", "soft_or_bottom")
+#: `trial`: rank within each trial; `batch`: rank over the pooled batch.
+SELECTION_POOLS = ("trial", "batch")
 
 
 def _choice(key: str, value, allowed) -> None:
@@ -111,8 +115,8 @@ class SelectionConfig:
     entropy_clip_quantile: float = 0.98
 
     def __post_init__(self) -> None:
-        _choice("selection.rule", self.rule, RULES)
-        _choice("selection.pool", self.pool, POOLS)
+        _choice("selection.rule", self.rule, SELECTION_RULES)
+        _choice("selection.pool", self.pool, SELECTION_POOLS)
         if not 0.0 <= self.ratio <= 1.0:
             raise ValueError(f"selection.ratio={self.ratio!r} must lie in [0, 1] (the kept fraction)")
         if not 0.0 < self.entropy_clip_quantile <= 1.0:

@@ -41,10 +41,11 @@ from typing import Any
 
 import torch
 
+from trainers.opd_config import SELECTION_POOLS as POOLS
+from trainers.opd_config import SELECTION_RULES as RULES
+
 __all__ = ["POOLS", "RULES", "STOCHASTIC_RULES", "quadrant_shares", "selection_metrics", "select"]
 
-RULES = ("all", "random", "entropy_top", "entropy_sample", "soft_or", "q3", "divergence_top", "soft_or_bottom")
-POOLS = ("trial", "batch")
 STOCHASTIC_RULES = ("random", "entropy_sample")
 
 # The statistics each rule reads.

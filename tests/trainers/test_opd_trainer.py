@@ -250,3 +250,80 @@ def test_config_groups_compose_against_their_schemas():
 def test_bad_settings_name_the_key(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+# ------------------------------------------------------------------------------------------- the trainer
+def _token_reward(prompts, completions, completion_ids, **kwargs):
+    """A reward that varies within a group (the sampled ids differ), so GRPO's advantages are not all 0; the
+    random tiny model never answers in the action format, so the env's own rewards would all be equal."""
+    return [float(sum(ids) % 7) for ids in completion_ids]
+
+
+def _trainer(trainer_class, tmp_path, steps=1, callbacks=(), **kwargs):
+    from trainers.orbit import load_config, load_policy
+    from trainers.tasks import TaskPool
+
+    config = load_config([f"train.max_steps={steps}", "train.tasks_per_step=2", "train.num_generations=2",
+                          "env.episodes=1", "train.eval_every=1000", "train.save_every=1000", f"output_dir={tmp_path}"])
+    model, tokenizer = load_policy(config)
+    initial = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+    trainer = trainer_class(model, tokenizer, TaskPool.from_config(config.env), config, output_dir=tmp_path,
+                            reward_funcs=[_token_reward], callbacks=list(callbacks), **kwargs)
+    trainer.train()
+    return trainer, initial
+
+
+def _logged(trainer, key):
+    return [entry[key] for entry in trainer.state.log_history if key in entry]
+
+
+def test_grpo_plus_opd_with_weight_zero_equals_grpo(tmp_path):
+    from trainers.opd import OPDTrainer
+    from trainers.orbit import OrbitTrainer
+
+    grpo, initial = _trainer(OrbitTrainer, tmp_path / "grpo")
+    combined, _ = _trainer(OPDTrainer, tmp_path / "combined", distill=DistillConfig(loss="grpo+opd", weight=0.0),
+                           teacher_config=TeacherConfig(path=str(tiny_model_path("M"))),
+                           selection=SelectionConfig("soft_or", 0.5))
+    assert _logged(grpo, "loss") == _logged(combined, "loss")
+    changed = 0
+    for (name, expected), (_, parameter) in zip(grpo.model.named_parameters(), combined.model.named_parameters(),
+                                                strict=True):
+        assert torch.equal(expected, parameter), name
+        changed += not torch.equal(expected, initial[name])
+    assert changed > 0  # the GRPO step did move the policy
+
+
+def test_opd_step_trains_every_parameter_and_logs_the_selection(tmp_path):
+    from trainers.opd import OPDTrainer
+
+    trainer, initial = _trainer(OPDTrainer, tmp_path, distill=DistillConfig(loss="opd"),
+                                teacher_config=TeacherConfig(path=str(tiny_model_path("M"))),
+                                selection=SelectionConfig("soft_or", 0.5))
+    for name, parameter in trainer.model.named_parameters():
+        assert not torch.equal(parameter, initial[name]), name
+    assert 0.4 < _logged(trainer, "selection/kept_fraction")[0] <= 0.5  # floor(0.5 m) of each trial
+    assert _logged(trainer, "distill/loss")[0] > 0 and _logged(trainer, "peak_memory_gib")[0] > 0
+    quadrants = [_logged(trainer, f"selection/kept_quadrant/q{index}")[0] for index in range(1, 5)]
+    assert sum(quadrants) == pytest.approx(1.0)
+
+
+def test_self_teacher_is_resynced_every_sync_every_steps(tmp_path):
+    from transformers import TrainerCallback
+
+    from trainers.opd import OPDTrainer
+
+    snapshots = {}
+
+    class Snapshot(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            snapshots[state.global_step] = {name: value.clone() for name, value in model.state_dict().items()}
+
+    trainer, initial = _trainer(OPDTrainer, tmp_path, steps=3, callbacks=[Snapshot()],
+                                distill=DistillConfig(loss="opd"), selection=SelectionConfig(),
+                                teacher_config=TeacherConfig(kind="self", system_prompt=TEACHER_PROMPT, sync_every=2))
+    # Synced at step 0 (the initial weights) and at step 2 (the weights after two updates); frozen in between.
+    teacher = trainer.teacher.state_dict()
+    assert all(torch.equal(teacher[name], snapshots[2][name]) for name in teacher)
+    assert not all(torch.equal(teacher[name], snapshots[3][name]) for name in teacher)
+    assert _logged(trainer, "distill/loss")[0] > 1e-4  # the teacher's own prompt makes it differ from the student
