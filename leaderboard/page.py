@@ -14,11 +14,15 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from leaderboard.render import SuiteTable, per_env_rows, ranking_rule, table_rows
+from leaderboard.render import SUITE_MEAN, SuiteTable, per_env_rows, ranking_rule, table_rows
 
 __all__ = ["agent_colors", "plot_suite", "figure_name", "write_page"]
 
-_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#e377c2", "#bcbd22"]
+# Twelve distinct colours (matplotlib's tab10 without its grey and brown, plus four darker ones).
+_PALETTE = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf",
+    "#e377c2", "#bcbd22", "#393b79", "#637939", "#ad494a", "#7b4173",
+]  # fmt: skip
 # Oracles are drawn in dark neutral colours, so a reference ceiling never looks like a contestant.
 _ORACLE_PALETTE = ["black", "#7f7f7f", "#8c564b"]
 _COLUMNS = 4
@@ -28,7 +32,8 @@ def agent_colors(tables: list[SuiteTable]) -> dict[str, str]:
     """One colour per agent label, the same in every suite's figure; oracles get black, then greys."""
     colors = {}
     for oracle, palette in ((False, _PALETTE), (True, _ORACLE_PALETTE)):
-        labels = sorted({entry.label for table in tables for entry in table.entries if (entry.role == "oracle") == oracle})
+        labels = {entry.label for table in tables for entry in table.entries if (entry.role == "oracle") == oracle}
+        labels = sorted(labels, key=lambda label: (label != "oracle", label))  # the plain oracle is black
         colors.update({label: palette[index % len(palette)] for index, label in enumerate(labels)})
     return colors
 
@@ -38,42 +43,49 @@ def figure_name(suite: str) -> str:
     return "curves-" + re.sub(r"[^A-Za-z0-9_.-]", "_", suite) + ".png"
 
 
+def _draw_panel(axis, table: SuiteTable, panel: str, colors: dict[str, str]) -> None:
+    """One panel: every agent's curve for `panel` (an env label or the suite mean) with its 95% band."""
+    length = max(len(entry.curves.get(panel, [])) for entry in table.entries)
+    for entry in table.entries:
+        curve = entry.curves.get(panel)
+        if not curve:
+            continue
+        episodes = [index + 1 for index, point in enumerate(curve) if point is not None]
+        points = [point for point in curve if point is not None]
+        style = dict(color=colors[entry.label], linestyle="-" if entry.role == "agent" else "--")
+        axis.plot(episodes, [point.mean for point in points], marker="o", markersize=3, label=entry.label, **style)
+        low, high = [point.low for point in points], [point.high for point in points]
+        if table.curve_metric == "success":
+            low, high = [max(value, 0.0) for value in low], [min(value, 1.0) for value in high]
+        axis.fill_between(episodes, low, high, alpha=0.12, color=style["color"])
+    title = panel
+    if panel == SUITE_MEAN and any(not label.endswith(f" x{length}") for label in table.env_labels):
+        title = f"{SUITE_MEAN} (envs x{length})"  # only the envs with the most episodes
+    axis.set_title(title, fontsize=9)
+    axis.set_xlabel("episode", fontsize=8)
+    axis.set_ylabel("success rate" if table.curve_metric == "success" else "regret per episode", fontsize=8)
+    axis.tick_params(labelsize=7)
+    axis.set_xticks(range(1, length + 1))
+    if table.curve_metric == "success":
+        axis.set_ylim(-0.03, 1.03)
+    axis.grid(alpha=0.3)
+
+
 def plot_suite(table: SuiteTable, path: Path, colors: dict[str, str]) -> None:
     """One panel per env (and a suite-mean panel for success): x = episode, y = success rate or regret.
 
     One curve per agent with its 95% band; reference agents (oracle, memoryless) are dashed.
     """
     panels = list(dict.fromkeys(label for entry in table.entries for label in entry.curves))
-    panels.sort(key=lambda label: (label != "suite mean", table.env_labels.index(label) if label in table.env_labels else 0))
+    panels.sort(key=lambda label: (label != SUITE_MEAN, table.env_labels.index(label) if label in table.env_labels else 0))
     rows = math.ceil(len(panels) / _COLUMNS)
     columns = min(_COLUMNS, len(panels))
     # At least two panels wide, so a one-env suite still gets a readable figure (and legend).
     figure = Figure(figsize=(max(3.2 * columns, 6.4), 2.4 * rows + 0.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    ylabel = "success rate" if table.curve_metric == "success" else "regret per episode"
     for axis, panel in zip(axes[: len(panels)], panels, strict=True):
-        for entry in table.entries:
-            curve = entry.curves.get(panel)
-            if not curve:
-                continue
-            episodes = [index + 1 for index, point in enumerate(curve) if point is not None]
-            points = [point for point in curve if point is not None]
-            style = dict(color=colors[entry.label], linestyle="-" if entry.role == "agent" else "--")
-            axis.plot(episodes, [point.mean for point in points], marker="o", markersize=3, label=entry.label, **style)
-            low, high = [point.low for point in points], [point.high for point in points]
-            if table.curve_metric == "success":
-                low, high = [max(value, 0.0) for value in low], [min(value, 1.0) for value in high]
-            axis.fill_between(episodes, low, high, alpha=0.12, color=style["color"])
-        axis.set_title(panel, fontsize=9)
-        axis.set_xlabel("episode", fontsize=8)
-        axis.set_ylabel(ylabel, fontsize=8)
-        axis.tick_params(labelsize=7)
-        length = max(len(entry.curves.get(panel, [])) for entry in table.entries)
-        axis.set_xticks(range(1, length + 1))
-        if table.curve_metric == "success":
-            axis.set_ylim(-0.03, 1.03)
-        axis.grid(alpha=0.3)
+        _draw_panel(axis, table, panel, colors)
     for axis in axes[len(panels) :]:
         axis.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()

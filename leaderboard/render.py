@@ -77,6 +77,8 @@ METRICS = (
     Metric("wall_time_s", "wall time (s)", lambda row: row["wall_time_s"]),
 )
 _LOWER_IS_BETTER = {"in_context_regret"}
+#: The curve key of the suite-mean panel.
+SUITE_MEAN = "suite mean"
 
 
 @functools.lru_cache(maxsize=None)
@@ -136,7 +138,7 @@ class AgentEntry:
     trials: int
     metrics: dict[str, Interval | None]
     per_env: dict[str, Interval | None]
-    #: env label (and "suite mean") -> per-episode intervals of the suite's curve metric.
+    #: env label (and `SUITE_MEAN`) -> per-episode intervals of the suite's curve metric.
     curves: dict[str, list[Interval | None]]
 
 
@@ -216,16 +218,12 @@ def _entry(key: str, rows: list[dict], envs: list[tuple[str, int]], rank_by: str
         per_env[label] = interval([value(row) for row in env_rows])
         if env_rows:
             curves[label] = _curves(env_rows, episodes, curve_metric)
-    if curve_metric == "success" and len(curves) > 1:
-        # Suite mean per episode index: each env weighs the same, over the envs that have that episode.
-        length = max(len(curve) for curve in curves.values())
-        curves = {
-            "suite mean": [
-                interval([curve[index].mean for curve in curves.values() if index < len(curve) and curve[index]])
-                for index in range(length)
-            ],
-            **curves,
-        }
+    longest = max(episodes for _, episodes in envs)
+    long_rows = [row for row in rows if row["episodes"] == longest]
+    if curve_metric == "success" and len(curves) > 1 and long_rows:
+        # Suite mean per episode over the trials of the envs with the most episodes, so every point
+        # averages the same envs (mixing in one-episode envs would move episode 1 alone).
+        curves = {SUITE_MEAN: _curves(long_rows, longest, curve_metric), **curves}
     return AgentEntry(
         key=key,
         name=rows[0]["agent"],

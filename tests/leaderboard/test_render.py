@@ -75,7 +75,7 @@ def test_aggregate_ranks_full_coverage_first_and_computes_metrics():
     assert strong.metrics["in_context_regret"].mean == 1.0  # (1 + 0 + 2 + 1) / 4
     assert strong.metrics["format_error_rate"].mean == 0.1  # 1 format error in 10 steps
     assert strong.metrics["tokens_in"] is None
-    # Curves: per env per episode, and the suite mean (each env weighs the same).
+    # Curves: per env per episode, and the suite mean over all trials of the (equally long) envs.
     assert [point.mean for point in strong.curves["A-Easy x2"]] == [0.5, 1.0]
     assert [point.mean for point in strong.curves["B-Easy x2"]] == [0.0, 0.5]
     assert [point.mean for point in strong.curves["suite mean"]] == [0.25, 0.75]
