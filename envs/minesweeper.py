@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -38,11 +39,17 @@ class Minefield:
     start: Cell
 
 
-def neighbours(cell: Cell, rows: int, cols: int) -> list[Cell]:
-    """The up to 8 cells around `cell`, inside the board."""
-    r, c = cell
-    return [(r + dr, c + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)
-            if (dr or dc) and 0 <= r + dr < rows and 0 <= c + dc < cols]
+@functools.lru_cache(maxsize=32)
+def _neighbour_table(rows: int, cols: int) -> dict[Cell, tuple[Cell, ...]]:
+    return {(r, c): tuple((r + dr, c + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)
+                          if (dr or dc) and 0 <= r + dr < rows and 0 <= c + dc < cols)
+            for r in range(rows) for c in range(cols)}
+
+
+def neighbours(cell: Cell, rows: int, cols: int) -> tuple[Cell, ...]:
+    """The up to 8 cells around `cell`, inside the board (looked up in a per-size table: flood fills and
+    board draws call this thousands of times)."""
+    return _neighbour_table(rows, cols)[tuple(cell)]
 
 
 def mine_counts(task: Minefield) -> dict[Cell, int]:
@@ -193,39 +200,41 @@ class Minesweeper(TextEnv):
     def reset(self, *, seed=None, options=None):
         observation, info = super().reset(seed=seed, options=options)
         info.update({"rows": self.rows, "cols": self.cols, "num_mines": self.num_mines, "max_turns": self.max_turns,
-                     "start": self.task.start, "board": self._rows()})
+                     "start": self.task.start, "board": self._board})
         return observation, info
 
     def _start(self) -> str:
         self._counts = mine_counts(self.task)
         self._revealed = reveal(self.task, self._counts, set(), self.task.start)
+        self._board = self._rows()  # re-rendered only when a click opens cells
         start = self.task.start
-        return f"Cell ({start[0]}, {start[1]}) was opened for you.\n{_board_text(self._rows(), self.cols)}"
+        return f"Cell ({start[0]}, {start[1]}) was opened for you.\n{_board_text(self._board, self.cols)}"
 
     def _play(self, action: str) -> Turn:
         cell = parse_cell(action)
         if cell is None or not (0 <= cell[0] < self.rows and 0 <= cell[1] < self.cols) or cell in self._revealed:
             reason = "is already open" if cell in self._revealed else "is not a cell on the board"
-            text = f"'{printable(action, 40)}' {reason}.\n{_board_text(self._rows(), self.cols)}"
-            return Turn(text, invalid=True, info={"cell": None, "opened": 0, "hit_mine": False, "board": self._rows()})
+            text = f"'{printable(action, 40)}' {reason}.\n{_board_text(self._board, self.cols)}"
+            return Turn(text, invalid=True, info={"cell": None, "opened": 0, "hit_mine": False, "board": self._board})
         if cell in self.task.mines:
             board = self._rows(exploded=cell)
             text = f"Cell ({cell[0]}, {cell[1]}) is a mine. BOOM! The episode ends.\n{_board_text(board, self.cols)}"
             return Turn(text, done=True, info={"cell": cell, "opened": 0, "hit_mine": True, "board": board})
         opened = reveal(self.task, self._counts, self._revealed, cell)
         self._revealed |= opened
+        self._board = self._rows()
         solved = len(self._revealed) == len(self._counts)
-        text = f"Cell ({cell[0]}, {cell[1]}) opened {len(opened)} cell(s).\n{_board_text(self._rows(), self.cols)}"
+        text = f"Cell ({cell[0]}, {cell[1]}) opened {len(opened)} cell(s).\n{_board_text(self._board, self.cols)}"
         if solved:
             text += "\nEvery safe cell is open. You win!"
-        info = {"cell": cell, "opened": len(opened), "hit_mine": False, "board": self._rows()}
+        info = {"cell": cell, "opened": len(opened), "hit_mine": False, "board": self._board}
         return Turn(text, reward=float(solved), done=solved, success=solved, info=info)
 
     def _on_format_error(self) -> Turn:
-        return Turn(self._format_error_text(), info={"cell": None, "opened": 0, "hit_mine": False, "board": self._rows()})
+        return Turn(self._format_error_text(), info={"cell": None, "opened": 0, "hit_mine": False, "board": self._board})
 
     def _render_state(self) -> str:
-        return _board_text(self._rows(), self.cols)
+        return _board_text(self._board, self.cols)
 
     def oracle_return(self) -> float:
         return 1.0
