@@ -89,7 +89,7 @@ class TextArenaGame(TextEnv):
     @property
     def instructions(self) -> str:
         return (f"You are playing the TextArena game {self.game_id}; its rules follow. Give your move inside "
-                "\\boxed{} (square brackets also work), for example \\boxed{5}.")
+                "\\boxed{} (the square brackets its rules ask for also work).")
 
     def _messages(self, skip_player: bool) -> str:
         ta = import_textarena()
