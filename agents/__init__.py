@@ -27,6 +27,7 @@ __all__ = [
     "baseline",
     "baseline_names",
     "play_trial",
+    "play_baseline",
     "BASELINES",
     "HFAgent",
     "OpenAIAgent",
@@ -107,3 +108,21 @@ def baseline(name: str, env_id: str, **kwargs) -> Agent:
             if key in spec_kwargs:
                 kwargs.setdefault(key, spec_kwargs[key])
     return table[name](**kwargs)
+
+
+def play_baseline(
+    env_id: str, name: str, trials: int, env_kwargs: dict | None = None, agent_kwargs: dict | None = None,
+    progress: bool = False,
+) -> list[dict]:
+    """Play `trials` trials (seeds 0..trials-1) of `gymnasium.make(env_id, **env_kwargs)` with a baseline.
+
+    Returns the `play_trial` records in seed order; `progress` shows a tqdm bar when tqdm is installed.
+    """
+    env = gym.make(env_id, **(env_kwargs or {}))
+    agent = baseline(name, env_id, **(agent_kwargs or {}))
+    seeds = range(trials)
+    if progress:
+        from tqdm import tqdm
+
+        seeds = tqdm(seeds, desc=f"{name} {env_id}", leave=False)
+    return [play_trial(env, agent, seed=seed) for seed in seeds]

@@ -64,7 +64,8 @@ class BanditAgent:
         self.observe(info)
         if not self.num_arms:
             return "\\boxed{0}"
-        if "budget" in self.rules and info.get("episode_step", 0) >= self.rules["budget"]:
+        pulls_this_episode = 0 if info.get("new_episode") else info.get("episode_step", 0)
+        if "budget" in self.rules and pulls_this_episode >= self.rules["budget"]:
             return f"\\boxed{{{self.commit()}}}"
         return f"\\boxed{{{self.choose(info)}}}"
 

@@ -58,10 +58,7 @@ FIGURES = [
 
 def play(env_id: str, agent_name: str, trials: int, env_kwargs=None, agent_kwargs=None, progress=False) -> list[dict]:
     """Play `trials` seeded trials (seeds 0..trials-1) of a baseline and return their records."""
-    env = gym.make(env_id, **(env_kwargs or {}))
-    agent = agents.baseline(agent_name, env_id, **(agent_kwargs or {}))
-    seeds = tqdm(range(trials), desc=f"{agent_name} {env_id}", leave=False, disable=not progress)
-    return [agents.play_trial(env, agent, seed=seed) for seed in seeds]
+    return agents.play_baseline(env_id, agent_name, trials, env_kwargs, agent_kwargs, progress)
 
 
 def trial_metric(record: dict, metric: str) -> float:

@@ -10,6 +10,11 @@ import numpy as np
 
 __all__ = ["MultiEpisode", "REFLECTION_PROMPT"]
 
+# Keys of the step that ended an episode that a new episode's reset info must not overwrite.
+_OUTCOME_KEYS = frozenset(
+    {"parsed_action", "format_error", "invalid_action", "episode_step", "success", "episode_return", "oracle_return", "regret"}
+)
+
 REFLECTION_PROMPT = (
     "[Reflection] The episode is over. Think about what went wrong or right, and write a short plan for "
     "the next episode inside <remark></remark>. No action is taken this turn."
@@ -35,7 +40,10 @@ class MultiEpisode(gym.Wrapper):
 
     Information: the inner info of every step plus `inner_reward`, `episode_index` (0-based, of the
     episode the step belonged to), `trial_step`, `episode_end` and `new_episode` (the observation opens
-    a new episode; also set on reset). At the trial's end: `episode_successes`, `episode_returns`,
+    a new episode; also set on reset). On a step that opens a new episode, the new episode's reset keys
+    (`instructions`, `task`, the family's state keys) replace the step's keys of the same name, except
+    the ended episode's outcome (`parsed_action`, `format_error`, `invalid_action`, `episode_step`,
+    `success`, `episode_return`, `oracle_return`, `regret`). At the trial's end: `episode_successes`, `episode_returns`,
     `episode_lengths`, `episode_regrets`, `oracle_return` and `in_context_regret`. An episode's regret
     is the inner `regret` when the env reports one (bandits: pseudo-regret), else
     `oracle_return - episode_return` when it reports an oracle, else `success_reward * (1 - success)`.
@@ -213,8 +221,11 @@ class MultiEpisode(gym.Wrapper):
             self._episode_index += 1
             next_observation, next_info = self._open_episode(None, None)
             for key, value in next_info.items():
-                # The opening's rules (instructions, task, first features) join the step's own keys.
-                info.setdefault(key, value)
+                # The observation now shows the new episode's opening, so its reset keys (instructions,
+                # task, the family's state such as a board or features) describe it; the ended
+                # episode's outcome keys stay.
+                if key not in _OUTCOME_KEYS or key not in info:
+                    info[key] = value
             info["new_episode"] = True
             return observation + "\n\n" + next_observation, reward, False, False, info
         return observation, reward, False, False, info

@@ -58,3 +58,9 @@ def test_same_seed_same_choices():
     env = gym.make("icl/BernoulliBandit-Hard-v0")
     agent = agents.baseline("epsilon_greedy", "icl/BernoulliBandit-Hard-v0")
     assert agents.play_trial(env, agent, seed=3)["arms"] == agents.play_trial(env, agent, seed=3)["arms"]
+
+
+def test_best_arm_baselines_explore_again_in_every_episode():
+    env = gym.make("icl/BestArmBandit-Easy-v0", episodes=3)
+    record = agents.play_trial(env, agents.baseline("oracle", "icl/BestArmBandit-Easy-v0"), seed=0)
+    assert record["episode_lengths"] == [21, 21, 21] and record["episode_successes"] == [True] * 3

@@ -3,7 +3,7 @@
 import gymnasium as gym
 import numpy as np
 
-from benchmarks.bandit_baselines import play
+from agents import play_baseline as play
 from envs.blackjack import FULL_DECK, Deck, check_actions, hand_value, sample_deck, solve, winning_draw
 
 MEDIUM = "icl/Blackjack-Medium-v0"

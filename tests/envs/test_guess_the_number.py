@@ -5,7 +5,7 @@ import math
 import gymnasium as gym
 import numpy as np
 
-from benchmarks.bandit_baselines import play
+from agents import play_baseline as play
 from envs.guess_the_number import SecretNumber, check_guesses, hint, parse_number, solve
 
 HARD = "icl/GuessTheNumber-Hard-v0"

@@ -5,7 +5,7 @@ import math
 import gymnasium as gym
 import numpy as np
 
-from benchmarks.bandit_baselines import play
+from agents import play_baseline as play
 from envs.mastermind import SecretCode, all_codes, check_guesses, parse_code, score_guess, solve
 
 MEDIUM = "icl/Mastermind-Medium-v0"

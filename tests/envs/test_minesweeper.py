@@ -3,7 +3,7 @@
 import gymnasium as gym
 import numpy as np
 
-from benchmarks.bandit_baselines import play
+from agents import play_baseline as play
 from envs.minesweeper import (
     Minefield,
     check_clicks,

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from benchmarks.bandit_baselines import play
+from agents import play_baseline as play
 from envs.rock_paper_scissors import (
     Opponent,
     best_response_success,

@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from benchmarks.bandit_baselines import play
+from agents import play_baseline as play
 from envs.wordle import check_guesses, feedback, parse_word, solve
 from envs.words import WORD_LENGTHS, SecretWord, load_words
 
