@@ -184,6 +184,8 @@ def _run_batch(jobs: list[TrialJob]) -> list[dict]:
         records, tokens = [trial.record for trial in trials], [(trial.tokens_in, trial.tokens_out) for trial in trials]
     # The trials of a batch share its time (one forward pass, or one pool of requests), so each gets an equal share.
     share = (time.perf_counter() - start) / len(jobs)
+    for environment in environments:
+        environment.close()
     return [
         _row(job, record, share, *counts) for job, record, counts in zip(jobs, records, tokens, strict=True)
     ]
@@ -294,13 +296,16 @@ def evaluate(config: EvaluateConfig) -> Path:
         executor = make_executor(config.executor, config.workers, config.chunk_size)
     else:
         executor = SerialExecutor()
-    with ResultsFile(output_dir) as results, executor:
-        _record_definitions(output_dir, runs, config.agent, agent_hash(config.agent))
-        for run, jobs, skipped in plans:
-            for reason in dict.fromkeys(skipped.values()):
-                skipped_ids = [env_id for env_id, why in skipped.items() if why == reason]
-                print(f"[{run.name}] {config.agent.name} skips {', '.join(skipped_ids)}: {reason}", file=sys.stderr)
-            _run_suite(config, run, jobs, results, executor)
+    try:
+        with ResultsFile(output_dir) as results, executor:
+            _record_definitions(output_dir, runs, config.agent, agent_hash(config.agent))
+            for run, jobs, skipped in plans:
+                for reason in dict.fromkeys(skipped.values()):
+                    skipped_ids = [env_id for env_id, why in skipped.items() if why == reason]
+                    print(f"[{run.name}] {config.agent.name} skips {', '.join(skipped_ids)}: {reason}", file=sys.stderr)
+                _run_suite(config, run, jobs, results, executor)
+    finally:
+        _MODEL_AGENTS.clear()  # a multirun's next agent should not find this one's weights still loaded
     print(f"{results.path}: {len(results.rows)} rows")
     return results.path
 
