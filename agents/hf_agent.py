@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedModel
+from transformers.cache_utils import DynamicLayer
 
 from agents.token_loop import Generation, SamplingSettings, TokenAgent
 
@@ -50,8 +51,64 @@ def sample_tokens(
             drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
             scores = scores.masked_fill(drop, float("-inf"))
         log_probs = torch.log_softmax(scores, dim=-1)
-        tokens = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(1)
+        # Exponential race: argmax p / E with E ~ Exp(1) is a draw from p (filtered ids have p = 0). Same
+        # law as torch.multinomial, several times faster on CPU for a (64, 2048) batch.
+        race = torch.empty_like(log_probs).exponential_(1.0, generator=generator)
+        tokens = (log_probs.exp() / race).argmax(dim=-1)
     return tokens, log_probs.gather(1, tokens[:, None]).squeeze(1)
+
+
+class _GrowingLayer(DynamicLayer):
+    """A `DynamicLayer` that appends into spare capacity instead of concatenating.
+
+    `keys`/`values` are views of buffers with room to grow (doubling when full), so a decode step writes
+    one slot per row instead of copying the whole cache, which `torch.cat` does (about half the time of a
+    64-trial bandit batch went there).
+    """
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        length = self.get_seq_length()
+        needed = length + key_states.shape[-2]
+        buffer = getattr(self, "_key_buffer", None)
+        adopted = buffer is not None and length > 0 and self.keys.data_ptr() == buffer.data_ptr()
+        if buffer is None or needed > buffer.shape[-2] or buffer.shape[0] != key_states.shape[0] or (length and not adopted):
+            capacity = max(2 * needed, 256)
+            self._key_buffer = self._grown(self.keys, key_states, length, capacity)
+            self._value_buffer = self._grown(self.values, value_states, length, capacity)
+        self._key_buffer[:, :, length:needed] = key_states
+        self._value_buffer[:, :, length:needed] = value_states
+        self.keys = self._key_buffer[:, :, :needed]  # (B, H, needed, D) view
+        self.values = self._value_buffer[:, :, :needed]
+        return self.keys, self.values
+
+    @staticmethod
+    def _grown(old: torch.Tensor, new: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
+        batch, heads, _, dim = new.shape
+        buffer = new.new_empty(batch, heads, capacity, dim)
+        if length:
+            buffer[:, :, :length] = old[:, :, :length]
+        return buffer
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        length = self.get_seq_length()
+        if length and getattr(self, "_key_buffer", None) is not None:
+            self._key_buffer = self._key_buffer.index_select(0, indices)
+            self._value_buffer = self._value_buffer.index_select(0, indices)
+            self.keys = self._key_buffer[:, :, :length]
+            self.values = self._value_buffer[:, :, :length]
+        else:
+            super().batch_select_indices(indices)
+
+
+def _new_cache(config) -> DynamicCache:
+    """A `DynamicCache` whose plain full-attention layers grow in place (other layer kinds are kept)."""
+    cache = DynamicCache(config=config)
+    cache.layers = [_GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    if not cache.layers and getattr(cache, "layer_class_to_replicate", None) is DynamicLayer:
+        cache.layer_class_to_replicate = _GrowingLayer
+    return cache
 
 
 class HFBackend:
@@ -85,10 +142,7 @@ class HFBackend:
         self._unfed: dict[int, list[int]] = {}  # each row's last sampled id, not in the cache yet
 
     def _start(self, rows: list[int]) -> None:
-        try:
-            self._cache = DynamicCache(config=self.model.config)
-        except TypeError:  # older signature
-            self._cache = DynamicCache()
+        self._cache = _new_cache(self.model.config)
         self._rows = list(rows)
         self._mask = torch.zeros(len(rows), 0, dtype=torch.long, device=self.device)
         self._next_position = torch.zeros(len(rows), dtype=torch.long, device=self.device)

@@ -116,7 +116,10 @@ def test_rerendering_the_conversation_gives_the_same_ids(agent):
 def test_logprobs_match_a_full_forward_pass(agent, path):
     """The KV-cached, padded, batched decoding scores each sampled id as one unpadded forward does."""
     model = AutoModelForCausalLM.from_pretrained(path).eval()
-    trials = agent.play_batch(_bandits(3), [21, 22, 23])
+    # Different lengths, so trials leave the batch (and the cache) at different turns.
+    environments = [gym.make(ENV_ID, horizon=horizon, max_invalid=100) for horizon in (1, 4, 2)]
+    trials = agent.play_batch(environments, [21, 22, 23])
+    assert sorted(t.record["steps"] for t in trials) == [3, 6, 12]
     for trial in trials:
         ids = torch.tensor([trial.prompt_ids + trial.completion_ids])
         with torch.no_grad():
