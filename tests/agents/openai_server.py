@@ -53,6 +53,12 @@ class ChatServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no request is being handled (e.g. a "slow" one whose client already gave up)."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()

@@ -99,6 +99,7 @@ def test_native_tool_call_becomes_the_boxed_json_action_and_the_reply_a_tool_mes
 
 
 def test_concurrency_limit_is_shared_by_agents_of_one_endpoint(server):
+    server.wait_idle()  # "slow" handlers of earlier tests may still be sleeping
     server.faults.extend(["delay"] * 6)
     server.max_in_flight = 0
     agents_ = [_agent(server, max_concurrency=2) for _ in range(6)]
