@@ -23,7 +23,7 @@ the whole context every turn (`TokenTrial.turn_prompt_ids`), and the backend sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, Sequence
 
 import numpy as np
@@ -308,9 +308,18 @@ class TokenAgent:
 
     # ----------------------------------------------------------------- many trials at once
     def play_batch(
-        self, envs: Sequence[Any], seeds: Sequence[int], *, greedy: bool = False, sampling_seed: int | None = None
+        self,
+        envs: Sequence[Any],
+        seeds: Sequence[int],
+        *,
+        greedy: bool = False,
+        sampling_seed: int | None = None,
+        progress: bool = False,
     ) -> list[TokenTrial]:
         """Play one trial per env in parallel, one batched generation per turn; finished trials drop out.
+
+        A trial in progress through `act` is abandoned (the backend state is shared); call `reset`
+        before using `act` again.
 
         Args:
             envs: gymnasium text envs (one trial each; a multi-episode id is a whole trial).
@@ -320,6 +329,7 @@ class TokenAgent:
             sampling_seed: seed of the sampling stream; default derived from the agent's seed and
                 `seeds`, so the same seeds give the same `TokenTrial`s. Rows sharing a seed (a GRPO
                 group of one task) still sample differently: they draw from one batch stream.
+            progress: show a progress bar of turns (tqdm).
 
         Returns:
             One `TokenTrial` per env, in order.
@@ -328,8 +338,9 @@ class TokenAgent:
             raise ValueError(f"got {len(envs)} envs but {len(seeds)} seeds; pass one seed per env")
         if sampling_seed is None:
             sampling_seed = int(np.random.SeedSequence([self.seed, *(int(s) for s in seeds)]).generate_state(1)[0])
+        self._trial = None
         self.backend.reset(int(sampling_seed))
-        settings = SamplingSettings(**{**self.settings.__dict__, "greedy": bool(greedy)})
+        settings = replace(self.settings, greedy=bool(greedy))
         fresh = self.context != "full"
         trials = []
         for env, seed in zip(envs, seeds, strict=True):
@@ -338,6 +349,11 @@ class TokenAgent:
             trial.observe(observation, info)
             trials.append(trial)
         active = list(range(len(trials)))
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(desc="play_batch", unit="turn")
         while active:
             runnable = []
             for index in active:
@@ -358,5 +374,10 @@ class TokenAgent:
                 if not done:
                     trial.observe(observation, info)
                     active.append(index)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(active=len(active))
+        if bar is not None:
+            bar.close()
         self.backend.reset(int(sampling_seed))  # free the batch's cache
         return [trial.finish() for trial in trials]

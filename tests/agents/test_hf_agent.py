@@ -152,7 +152,7 @@ def test_act_through_play_trial_equals_play_batch_of_one(path):
 
 def test_token_budget_truncates_and_keeps_the_played_record(path):
     agent = HFAgent(path, max_new_tokens=4, max_context_tokens=120)
-    [trial] = agent.play_batch(_bandits(1, max_invalid=100), [2])
+    [trial] = agent.play_batch(_bandits(1, max_invalid=100), [2], progress=True)
     assert trial.truncated and trial.record["truncated"]
     length = len(trial.prompt_ids) + len(trial.completion_ids)
     assert 120 - 4 - 40 < length <= 120  # stopped near the budget, never past it
