@@ -1,0 +1,387 @@
+"""`python -m trainers.orbit`: ORBIT-style meta-RL of an LLM agent on multi-episode trials, on TRL.
+
+Run `python -m trainers.orbit` (no arguments) to train the tiny embedded model on the multi-episode
+Bernoulli bandit on CPU: imitation of Thompson sampling, then GRPO, then a held-out table. Pick
+other settings with Hydra: `env=mastermind`, `env=orbit-multitask`, `env=icl/Wordle-Hard-v0` (any
+registered id), `model=hf model.path=<dir>`, `train.max_steps=200`, `output_dir=<dir>`, `resume=true`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from omegaconf import OmegaConf
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+from transformers.utils import logging as transformers_logging
+from trl import GRPOConfig, GRPOTrainer
+
+from agents.hf_agent import HFAgent
+from agents.token_loop import ChatFormat
+from trainers import checkpointing
+from trainers.evaluation import episode_table, evaluate_model, summarize
+from trainers.metrics import MetricsLogger, namespaced
+from trainers.orbit_config import EnvConfig, ModelConfig, OrbitConfig, TrainConfig, register_configs
+from trainers.rewards import reward_function
+from trainers.rollout import OrbitRollout
+from trainers.sft import default_sft_agent, imitate, imitation_data
+from trainers.tasks import TaskPool
+
+__all__ = ["OrbitTrainer", "grpo_args", "task_dataset", "load_policy", "load_config", "train", "main", "CONFIG_DIR"]
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+_CHECKPOINTING_FLAG = ("activation_checkpointing" if "activation_checkpointing" in
+                       {field.name for field in dataclasses.fields(GRPOConfig)} else "gradient_checkpointing")
+
+
+def grpo_args(config: OrbitConfig, output_dir: Path) -> GRPOConfig:
+    """TRL's `GRPOConfig` for `config`: one generation batch per optimizer step, no reference model."""
+    train = config.train
+    cuda = torch.cuda.is_available()
+    batch = train.tasks_per_step * train.num_generations
+    # transformers >= 5.24 renamed gradient_checkpointing (TRL turns it on by default; off here: tiny models).
+    checkpointing = {_CHECKPOINTING_FLAG: False}
+    return GRPOConfig(
+        **checkpointing,
+        output_dir=str(output_dir),
+        max_steps=train.max_steps,
+        per_device_train_batch_size=batch // train.micro_batches,
+        gradient_accumulation_steps=train.micro_batches,
+        num_generations=train.num_generations,
+        learning_rate=train.lr,
+        lr_scheduler_type=train.lr_scheduler,
+        warmup_steps=train.warmup_steps,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        loss_type=train.loss_type,
+        epsilon=train.epsilon,
+        epsilon_high=train.epsilon_high,
+        beta=train.beta,
+        scale_rewards=train.scale_rewards,
+        temperature=train.temperature,
+        max_completion_length=train.max_context_tokens or 1_000_000,
+        mask_truncated_completions=False,  # a budget cut is handled by the rollout (`train.mask_truncated`)
+        seed=train.seed,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=train.save_every,
+        save_total_limit=train.save_total_limit,
+        report_to="none",
+        disable_tqdm=True,  # the run's own progress bar (MetricsLogger) shows the namespaced metrics
+        use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        dataloader_num_workers=0,
+        log_completions=False,
+    )
+
+
+def task_dataset(pool: TaskPool):
+    """The GRPO dataset: one row per training task, its key as the prompt TRL passes to the rollout."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({"prompt": [task.key for task in pool.tasks("train")]})
+
+
+class OrbitTrainer(GRPOTrainer):
+    """GRPO over whole multi-episode trials: ORBIT's meta-RL recipe on TRL.
+
+    Features:
+        - One sample is one trial (E episodes of one hidden task) played in one context, token in and
+          token out by the live policy (`trainers.rollout.OrbitRollout`); observation and feedback
+          tokens are masked out of the loss (`env_mask`).
+        - Groups of `num_generations` trials of the same task; trajectory reward from
+          `trainers.rewards` (ORBIT: the number of successful episodes); TRL's DAPO loss with clip
+          0.2/0.28 and no reference model by default.
+        - Per-episode rollout metrics (`rollout/episode_<k>/success`, `.../regret`, format errors)
+          logged with TRL's own.
+        - `compute_policy_loss` is the per-micro-batch loss hook (on-policy distillation overrides it).
+
+    Args:
+        model: the policy (`PreTrainedModel`), trained in place.
+        tokenizer: its tokenizer, with a chat template and a pad token.
+        pool: the run's tasks.
+        config: the run's config.
+        make_agent: builds the rollout agent over a model; default `HFAgent` with the config's sampling.
+        reward_funcs: default `[trainers.rewards.reward_function(config.env.reward)]`.
+        callbacks: transformers `TrainerCallback`s.
+
+    Paper: Lin et al., "Scaling In-Context Online Learning Capability of LLMs via Cross-Episode
+    Meta-RL" (ORBIT), arXiv 2602.04089.
+
+    Example:
+        >>> from trainers.orbit import main
+        >>> main(["train.max_steps=2", "train.sft_steps=10", "output_dir=/tmp/orbit-demo"])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        pool: TaskPool,
+        config: OrbitConfig,
+        *,
+        output_dir: Path,
+        make_agent: Callable[[Any], Any] | None = None,
+        reward_funcs: Sequence[Callable] | None = None,
+        callbacks: Sequence[TrainerCallback] | None = None,
+    ):
+        self.orbit_config = config
+        rollout = OrbitRollout(pool, make_agent or (lambda policy: make_hf_agent(policy, tokenizer, config)),
+                               mask_truncated=config.train.mask_truncated)
+        super().__init__(
+            model=model,
+            reward_funcs=list(reward_funcs or [reward_function(config.env.reward)]),
+            args=grpo_args(config, output_dir),
+            train_dataset=task_dataset(pool),
+            processing_class=tokenizer,
+            rollout_func=rollout,
+            callbacks=list(callbacks or []),
+        )
+        rollout.on_metrics = self.record_metrics
+        self.remove_callback(PrinterCallback)  # logs go through MetricsLogger, not print()
+
+    def record_metrics(self, metrics: dict[str, float]) -> None:
+        """Add namespaced metrics to the current step's log (averaged with TRL's at `logging_steps`)."""
+        mode = "train" if self.model.training else "eval"
+        for key, value in metrics.items():
+            self._metrics[mode][key].append(float(value))
+
+    def compute_policy_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+        """The loss of one micro-batch: TRL's GRPO/DAPO loss over the agent tokens (`completion_mask * tool_mask`).
+
+        Override to add terms (e.g. a teacher's per-token KL); `inputs` holds TRL's tensors
+        (`prompt_ids`, `completion_ids`, `completion_mask`, `tool_mask`, `advantages`, ...).
+        """
+        return super()._compute_loss(model, inputs)
+
+    def _compute_loss(self, model, inputs):
+        return self.compute_policy_loss(model, inputs)
+
+
+def make_hf_agent(model: Any, tokenizer: Any, config: OrbitConfig, seed: int | None = None) -> HFAgent:
+    """The token agent that plays the policy `model` with the run's sampling settings."""
+    return HFAgent(
+        model,
+        tokenizer,
+        system_prompt=config.model.system_prompt,
+        temperature=config.train.temperature,
+        max_new_tokens=config.model.max_new_tokens,
+        max_context_tokens=config.train.max_context_tokens,
+        seed=config.train.seed if seed is None else seed,
+    )
+
+
+def load_policy(config: OrbitConfig, path: str | os.PathLike | None = None) -> tuple[Any, Any]:
+    """The policy and tokenizer: from `path` if given (an imitation save), else the tiny model or `model.path`."""
+    if path is None:
+        if config.model.name == "tiny":
+            from agents.tiny import tiny_model_path
+
+            path = tiny_model_path(config.model.size)
+        else:
+            path = config.model.path
+    cuda = torch.cuda.is_available()
+    dtype = {"auto": torch.bfloat16 if cuda else torch.float32, "float32": torch.float32,
+             "bfloat16": torch.bfloat16, "float16": torch.float16}[config.model.dtype]
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model.to("cuda" if cuda else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+class _LogAndEvaluate(TrainerCallback):
+    """Routes transformers' logs through `MetricsLogger` and evaluates every `eval_every` steps."""
+
+    def __init__(self, logger: MetricsLogger, evaluate: Callable[[int], dict], eval_every: int, max_steps: int):
+        self.logger, self.evaluate = logger, evaluate
+        self.eval_every, self.max_steps = eval_every, max_steps
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if "train_runtime" in (logs or {}):
+            return  # transformers' end-of-run summary (runtime, mean loss): not a step's metrics
+        self.logger.log_metrics(state.global_step, namespaced(logs or {}))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.eval_every == 0 or state.global_step == self.max_steps:
+            # Logged before transformers logs and saves this step, so a checkpoint covers its evaluation.
+            self.evaluate(state.global_step)
+        return control
+
+
+def _held_out_evaluator(config: OrbitConfig, pool: TaskPool, tokenizer: Any, logger: MetricsLogger):
+    tasks = pool.held_out(config.train.eval_trials)
+
+    def evaluate(model: Any, step: int) -> dict[str, float]:
+        agent = make_hf_agent(model, tokenizer, config)
+        metrics = summarize(evaluate_model(agent, tasks, batch_size=config.train.eval_batch_size), "eval")
+        if config.train.eval_greedy:
+            greedy = evaluate_model(agent, tasks, greedy=True, batch_size=config.train.eval_batch_size)
+            metrics.update(summarize(greedy, "eval/greedy"))
+        logger.log_metrics(step, metrics)
+        return metrics
+
+    return evaluate
+
+
+def _warm_start(config: OrbitConfig, pool: TaskPool, model: Any, tokenizer: Any, logger: MetricsLogger,
+                output_dir: Path) -> None:
+    """Imitate the baseline's trials, then save the imitation model."""
+    chat = ChatFormat(tokenizer, "" if config.model.system_prompt == "" else
+                      (config.model.system_prompt or __import__("agents.context").context.DEFAULT_SYSTEM_PROMPT))
+    train_tasks = pool.tasks("train")
+    tasks = [train_tasks[index % len(train_tasks)] for index in range(config.train.sft_trials)]
+    names = {task.source.name: config.env.sft_agent or default_sft_agent(task.source.env_id) for task in tasks}
+    data = imitation_data(tasks, chat, lambda task: names[task.source.name],
+                          max_new_tokens=config.model.max_new_tokens)
+    imitate(model, data, steps=config.train.sft_steps, batch_size=config.train.sft_batch_size, lr=config.train.sft_lr,
+            warmup_steps=config.train.sft_warmup_steps, pad_id=tokenizer.pad_token_id, seed=config.train.seed,
+            log=logger.log_metrics)
+    checkpointing.save_imitation(model, tokenizer, output_dir, config)
+
+
+def train(config: OrbitConfig) -> Path:
+    """The recipe: build the tasks, policy and logger; imitate (once); GRPO with evaluation; save; close.
+
+    Returns:
+        The directory of the final model.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    transformers_logging.disable_progress_bar()  # weight loading/saving bars would break the run's progress bar
+    warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6.*", category=FutureWarning)
+    torch.set_num_threads(config.train.cpu_threads)
+    torch.manual_seed(config.train.seed)
+    output_dir = Path(config.output_dir)
+    checkpoint = _prepare_output_dir(config, output_dir)
+    imitation = checkpointing.imitation_directory(output_dir) if config.resume else None
+
+    pool = TaskPool.from_config(config.env)
+    logger = MetricsLogger(output_dir, config.train.max_steps)
+    logger.truncate(None if checkpoint is None else int(checkpoint.name.split("-")[-1]), keep_imitation=imitation is not None)
+    model, tokenizer = load_policy(config, imitation)
+    if config.imitate_first and imitation is None:
+        _warm_start(config, pool, model, tokenizer, logger, output_dir)
+    evaluate = _held_out_evaluator(config, pool, tokenizer, logger)
+
+    trainer = OrbitTrainer(model, tokenizer, pool, config, output_dir=output_dir, callbacks=[
+        checkpointing.ConfigSnapshot(config),
+        _LogAndEvaluate(logger, lambda step: evaluate(trainer.model, step), config.train.eval_every,
+                        config.train.max_steps),
+    ])
+    if checkpoint is None:
+        evaluate(trainer.model, 0)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    final = output_dir / "final"
+    trainer.save_model(str(final))
+    checkpointing.save_config(final, config)
+    logger.close()
+    _print_summary(config, pool, trainer.model, tokenizer, output_dir, final)
+    return final
+
+
+def _prepare_output_dir(config: OrbitConfig, output_dir: Path) -> Path | None:
+    """The checkpoint to resume from (checked against `config`), or None for a fresh run.
+
+    Raises:
+        FileExistsError: a fresh run into a directory that already holds a run.
+        ValueError: resuming with a different config.
+    """
+    checkpoint = checkpointing.last_checkpoint(output_dir)
+    if not config.resume:
+        if checkpoint is not None or (output_dir / "metrics.jsonl").exists():
+            raise FileExistsError(
+                f"output_dir={output_dir} already holds a run; pass resume=true to continue it, "
+                "or choose another output_dir"
+            )
+        return None
+    if checkpoint is not None:
+        checkpointing.check_resumable(checkpoint, config)
+    return checkpoint
+
+
+def _print_summary(config: OrbitConfig, pool: TaskPool, model: Any, tokenizer: Any, output_dir: Path,
+                   final: Path) -> None:
+    tasks = pool.held_out(config.train.eval_trials)
+    agent = make_hf_agent(model, tokenizer, config)
+    print(f"\nHeld-out trials ({len(tasks)}), mean +- s.e. per episode:")
+    for label, greedy in (("temperature 1", False), ("greedy", True)):
+        rows = evaluate_model(agent, tasks, greedy=greedy, batch_size=config.train.eval_batch_size)
+        regret = "  ".join(f"{mean:.2f}+-{error:.2f}" for mean, error in episode_table(rows))
+        success = "  ".join(f"{mean:.2f}" for mean, _ in episode_table(rows, "episode_successes"))
+        errors = summarize(rows)["eval/format_error_rate"]
+        print(f"  {label:13s} regret {regret} | success {success} | format errors {errors:.2%}")
+    print(f"metrics: {output_dir / 'metrics.jsonl'} (TensorBoard: {output_dir / 'tensorboard'})")
+    print(f"plots:   {output_dir / 'plots'}")
+    print(f"model:   {final}")
+
+
+def load_config(overrides: Sequence[str] = ()) -> OrbitConfig:
+    """Compose `configs/orbit.yaml` with command-line style overrides into a validated `OrbitConfig`.
+
+    `env=<id>` with a registered gymnasium id (a value with `/` that names no file in `configs/env/`)
+    means `env=gym env.id=<id>`.
+
+    Raises:
+        hydra.errors.ConfigCompositionException / omegaconf errors: an unknown key or group option, by name.
+        ValueError: a bad value, naming the key and the allowed values.
+    """
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        composed = compose(config_name="orbit", overrides=resolve_env_overrides(overrides))
+    _reject_unknown_keys(composed)
+    return OmegaConf.to_object(composed)
+
+
+def _reject_unknown_keys(composed: Any) -> None:
+    """A key forced in with `+key=value` would be dropped silently by the dataclass; refuse it instead."""
+    sections = {"": OrbitConfig, "env": EnvConfig, "model": ModelConfig, "train": TrainConfig}
+    for section, schema in sections.items():
+        node = composed[section] if section else composed
+        known = {field.name for field in dataclasses.fields(schema)}
+        unknown = sorted(set(node.keys()) - known - {"hydra"})
+        if unknown:
+            where = f"{section}." if section else ""
+            raise ValueError(f"unknown key(s) {[where + key for key in unknown]}; allowed in "
+                             f"{section or 'the top level'}: {sorted(known)}")
+
+
+def resolve_env_overrides(overrides: Sequence[str]) -> list[str]:
+    """Rewrite `env=<registered id>` as `env=gym env.id=<registered id>` (other overrides pass through)."""
+    names = {path.stem for path in (CONFIG_DIR / "env").glob("*.yaml")}
+    resolved: list[str] = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key == "env" and value not in names and "/" in value:
+            resolved += ["env=gym", f"env.id={value}"]
+        else:
+            resolved.append(override)
+    return resolved
+
+
+def main(overrides: Sequence[str] | None = None) -> Path:
+    """Train from command-line style overrides (default: `sys.argv[1:]`); see the module docstring.
+
+    Returns:
+        The directory of the final model.
+    """
+    started = time.perf_counter()
+    config = load_config(sys.argv[1:] if overrides is None else overrides)
+    final = train(config)
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    return final
+
+
+if __name__ == "__main__":
+    main()

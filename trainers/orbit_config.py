@@ -1,0 +1,244 @@
+"""Typed configuration of `python -m trainers.orbit`: `OrbitConfig` with nested env, model and train settings.
+
+The dataclasses are the schema Hydra validates every YAML file and command-line override against
+(`register_configs` stores them in Hydra's ConfigStore): an unknown key fails at start-up with its
+name, and `__post_init__` rejects a bad value naming the key and the allowed values. Defaults live
+here once; a YAML file under `configs/env|model|train/` sets only what differs.
+
+The defaults are the CPU recipe: the tiny embedded model on the multi-episode Bernoulli bandit,
+warm-started by imitating Thompson sampling, then ORBIT's GRPO (groups of trials of one task, DAPO
+loss, clip 0.2/0.28, no reference model). The config groups `distill` and `selection` are reserved for
+on-policy distillation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+__all__ = [
+    "EnvConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "OrbitConfig",
+    "register_configs",
+    "MODEL_KINDS",
+    "INIT_MODES",
+    "LOSS_TYPES",
+    "SCALE_REWARDS",
+    "LR_SCHEDULERS",
+    "DTYPES",
+    "REWARD_NAMES",
+]
+
+MODEL_KINDS = ("tiny", "hf")
+INIT_MODES = ("auto", "sft", "none")
+# TRL 1.16's GRPO loss types (`GRPOConfig.loss_type`).
+LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+SCALE_REWARDS = ("group", "batch", "none")
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+# Kept in step with `trainers.rewards.REWARDS` (a test checks); listed here so the config imports no torch.
+REWARD_NAMES = ("successes", "episode_return", "negative_regret")
+TINY_SIZES = ("S", "M")
+
+
+def _allowed(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key}={value!r} is not allowed; allowed values: {list(allowed)}")
+
+
+def _at_least(key: str, value: Any, minimum: float, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value is None or value < minimum:
+        raise ValueError(f"{key}={value!r} must be >= {minimum}{' or null' if optional else ''}")
+
+
+@dataclass
+class EnvConfig:
+    """Which trials to train and evaluate on: one registered id, or an ORBIT-format task set."""
+
+    #: A registered gymnasium id (`python -m envs list`), or your own (`env.id=my_pkg/MyEnv-v0`); null with `taskset`.
+    id: Optional[str] = "icl/BernoulliBandit-Meta-v0"
+    #: A task-set YAML (ORBIT's format, `envs.tasksets`): train tasks and held-out validation tasks; replaces `id`.
+    taskset: Optional[str] = None
+    #: Episodes per trial; null keeps the id's registered default (ids with `episodes` in the catalog).
+    episodes: Optional[int] = None
+    #: Turns per episode (the env's `max_turns`); null keeps the id's default.
+    max_turns: Optional[int] = None
+    #: Steps per trial over all its episodes (`MultiEpisode.total_step_cap`); null for no cap.
+    total_step_cap: Optional[int] = None
+    #: Extra constructor arguments of the env (`+env.kwargs.horizon=30` on the command line).
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    #: Training tasks (task seeds) drawn from for GRPO groups and imitation trials (single id only).
+    train_size: int = 100_000
+    #: Held-out tasks, disjoint from the training seeds (single id only).
+    test_size: int = 500
+    #: Trajectory reward (`trainers.rewards`): ORBIT's `successes`, `episode_return` or `negative_regret`.
+    reward: str = "successes"
+    #: Baseline imitated by `train.init=sft` (`agents.baseline` name); null: thompson for bandits, else oracle.
+    sft_agent: Optional[str] = None
+
+    def __post_init__(self):
+        if (self.id is None) == (self.taskset is None):
+            raise ValueError(
+                f"env.id={self.id!r} and env.taskset={self.taskset!r}: set exactly one "
+                "(a registered id such as icl/Mastermind-Medium-v0, or a task-set YAML with env.id=null)"
+            )
+        _at_least("env.episodes", self.episodes, 1, optional=True)
+        _at_least("env.max_turns", self.max_turns, 1, optional=True)
+        _at_least("env.total_step_cap", self.total_step_cap, 1, optional=True)
+        _at_least("env.train_size", self.train_size, 1)
+        _at_least("env.test_size", self.test_size, 1)
+        _allowed("env.reward", self.reward, REWARD_NAMES)
+        self.kwargs = dict(self.kwargs)
+
+
+@dataclass
+class ModelConfig:
+    """The policy: the tiny embedded model or any local transformers checkpoint, and how it talks."""
+
+    #: `tiny` (built locally, no download) or `hf` (a checkpoint directory in `model.path`).
+    name: str = "tiny"
+    #: Tiny model size (`agents.tiny.TINY_SIZES`); ignored for `hf`.
+    size: str = "S"
+    #: Checkpoint directory for `hf` (anything `AutoModelForCausalLM.from_pretrained` loads offline).
+    path: Optional[str] = None
+    #: Weights dtype; `auto` is bfloat16 on CUDA, float32 on CPU.
+    dtype: str = "auto"
+    #: The longest turn in tokens; a longer turn is cut and closed with the end-of-turn token.
+    max_new_tokens: int = 4
+    #: System message; null for the agents' default multi-episode prompt, "" for none.
+    system_prompt: Optional[str] = None
+
+    def __post_init__(self):
+        _allowed("model.name", self.name, MODEL_KINDS)
+        _allowed("model.dtype", self.dtype, DTYPES)
+        if self.name == "tiny":
+            _allowed("model.size", self.size, TINY_SIZES)
+        if self.name == "hf" and not self.path:
+            raise ValueError("model.path is required with model=hf: pass model.path=<checkpoint directory>")
+        _at_least("model.max_new_tokens", self.max_new_tokens, 1)
+
+
+@dataclass
+class TrainConfig:
+    """Imitation warm start, ORBIT's GRPO, evaluation and checkpoint cadence."""
+
+    #: Seed of everything random in the run (task order, sampling, initialisation of new heads).
+    seed: int = 0
+    #: `sft` imitates `env.sft_agent` before RL, `none` starts RL directly, `auto` is sft for tiny, none for hf.
+    init: str = "auto"
+    #: Baseline trials played and rendered for imitation.
+    sft_trials: int = 12_000
+    #: Imitation optimizer steps (batches of `sft_batch_size` trials, cycling over the trials).
+    sft_steps: int = 800
+    #: Trials per imitation step.
+    sft_batch_size: int = 64
+    #: Peak imitation learning rate (AdamW, linear warmup, cosine decay to 10%).
+    sft_lr: float = 3e-3
+    #: Imitation warmup steps.
+    sft_warmup_steps: int = 50
+    #: GRPO optimizer steps (the run's `global_step`; `train.max_steps=<n>` is always accepted).
+    max_steps: int = 100
+    #: Distinct tasks per GRPO step (the groups).
+    tasks_per_step: int = 16
+    #: Trials per group G, all of the same hidden task (ORBIT: 8).
+    num_generations: int = 8
+    #: Micro-batches per GRPO step (gradient accumulation; raise it when a step does not fit in memory).
+    micro_batches: int = 1
+    #: Policy-gradient learning rate (AdamW).
+    lr: float = 1e-4
+    #: Learning-rate schedule after warmup.
+    lr_scheduler: str = "constant"
+    #: Learning-rate warmup steps of GRPO.
+    warmup_steps: int = 0
+    #: AdamW weight decay of GRPO.
+    weight_decay: float = 0.0
+    #: Gradient-norm clip.
+    max_grad_norm: float = 1.0
+    #: TRL loss aggregation (`dapo`: token mean over the batch).
+    loss_type: str = "dapo"
+    #: Lower clip of the probability ratio (ORBIT: 0.2).
+    epsilon: float = 0.2
+    #: Upper clip of the probability ratio (ORBIT/DAPO clip-higher: 0.28).
+    epsilon_high: float = 0.28
+    #: KL coefficient to a reference model; 0 builds no reference model (ORBIT).
+    beta: float = 0.0
+    #: Advantage normalisation: by the group's std (`group`), the batch's, or not at all.
+    scale_rewards: str = "group"
+    #: Sampling temperature of rollouts (TRL scores the tokens at the same temperature).
+    temperature: float = 1.0
+    #: Token budget of one trial (prompt plus completion); a trial that reaches it is cut. Null: unlimited.
+    max_context_tokens: Optional[int] = None
+    #: Give trials cut by the token budget no reward and no loss (ORBIT's fork zeroed them); false keeps their successes.
+    mask_truncated: bool = False
+    #: Evaluate on the held-out tasks every this many GRPO steps (and before the first and after the last).
+    eval_every: int = 25
+    #: Held-out trials per evaluation; null plays all `env.test_size` (or the task set's test sizes).
+    eval_trials: Optional[int] = 200
+    #: Also evaluate greedy decoding (argmax) besides temperature-1 sampling.
+    eval_greedy: bool = True
+    #: Trials per batched evaluation call (bounds the KV cache's memory).
+    eval_batch_size: int = 250
+    #: Save a resumable checkpoint every this many GRPO steps (and at the end).
+    save_every: int = 50
+    #: Checkpoints kept on disk (oldest removed first).
+    save_total_limit: int = 2
+    #: torch CPU threads (the project's CPU runs use 2 cores).
+    cpu_threads: int = 2
+
+    def __post_init__(self):
+        _allowed("train.init", self.init, INIT_MODES)
+        _allowed("train.lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
+        _allowed("train.loss_type", self.loss_type, LOSS_TYPES)
+        _allowed("train.scale_rewards", self.scale_rewards, SCALE_REWARDS)
+        for key in ("sft_trials", "sft_steps", "sft_batch_size", "max_steps", "tasks_per_step", "micro_batches",
+                    "eval_every", "eval_batch_size", "save_every", "save_total_limit", "cpu_threads"):
+            _at_least(f"train.{key}", getattr(self, key), 1)
+        _at_least("train.num_generations", self.num_generations, 2)
+        _at_least("train.eval_trials", self.eval_trials, 1, optional=True)
+        _at_least("train.max_context_tokens", self.max_context_tokens, 2, optional=True)
+        for key in ("sft_warmup_steps", "warmup_steps", "weight_decay", "beta", "epsilon", "epsilon_high"):
+            _at_least(f"train.{key}", getattr(self, key), 0)
+        for key in ("sft_lr", "lr", "max_grad_norm", "temperature"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"train.{key}={getattr(self, key)!r} must be > 0")
+        batch = self.tasks_per_step * self.num_generations
+        if batch % self.micro_batches:
+            raise ValueError(
+                f"train.micro_batches={self.micro_batches} must divide tasks_per_step x num_generations = {batch}"
+            )
+
+
+@dataclass
+class OrbitConfig:
+    """Everything `python -m trainers.orbit` needs; `env=`, `model=`, `train=` pick files in `configs/`."""
+
+    #: The tasks.
+    env: EnvConfig = field(default_factory=EnvConfig)
+    #: The policy.
+    model: ModelConfig = field(default_factory=ModelConfig)
+    #: The recipe.
+    train: TrainConfig = field(default_factory=TrainConfig)
+    #: Where metrics, plots, checkpoints and the final model go.
+    output_dir: str = "outputs/orbit"
+    #: Continue from the last checkpoint in `output_dir` (its config must match this one).
+    resume: bool = False
+
+    @property
+    def imitate_first(self) -> bool:
+        """Whether the run starts with imitation: `train.init=sft`, or `auto` with the tiny model.
+
+        A pretrained checkpoint already answers in the action format; imitation is for the randomly
+        initialised tiny model, which would otherwise spend its RL budget learning the format.
+        """
+        return self.train.init == "sft" or (self.train.init == "auto" and self.model.name == "tiny")
+
+
+def register_configs() -> None:
+    """Store the schema in Hydra's ConfigStore (idempotent) as the primary node `orbit_schema`."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="orbit_schema", node=OrbitConfig)
