@@ -7,6 +7,8 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from agents.tokens import TrialRecorder
+
 __all__ = ["Agent", "play_trial", "agent_seed"]
 
 
@@ -27,62 +29,31 @@ class Agent(Protocol):
     def act(self, observation: str, info: dict) -> str: ...
 
 
-def _single_episode_summary(info: dict) -> dict:
-    """Trial keys for a plain (one-episode) env, from its episode-end info."""
-    success = bool(info.get("success", False))
-    episode_return = float(info.get("episode_return", 0.0))
-    oracle = info.get("oracle_return")
-    if "regret" in info:
-        regret = float(info["regret"])
-    elif oracle is not None:
-        regret = float(oracle) - episode_return
-    else:
-        regret = 1.0 - float(success)
-    return {
-        "episode_successes": [success],
-        "episode_returns": [episode_return],
-        "episode_lengths": [int(info.get("episode_step", 0))],
-        "episode_regrets": [regret],
-        "oracle_return": None if oracle is None else float(oracle),
-        "in_context_regret": regret,
-    }
-
-
 def play_trial(env: gym.Env, agent: Any, seed: int, max_steps: int = 100_000, keep_transcript: bool = False) -> dict:
     """Reset `env` and `agent` with `seed` and play until the trial ends.
 
     Returns a dict with the trial-end keys (`episode_successes`, `episode_returns`, `episode_lengths`,
     `episode_regrets`, `oracle_return`, `in_context_regret`), the counts `steps`, `format_errors` and
     `invalid_actions`, for bandits the per-step `arms` (-1 for a wasted turn), `outcomes` and the task's
-    `best_arm` (for exploration metrics) and, with
-    `keep_transcript`, the list of `(observation, action)` pairs.
+    `best_arm` (for exploration metrics), `episode_metrics` (each episode's numeric family scores, e.g.
+    planning's `composite` and `case_acc`) and, with `keep_transcript`, the `(observation, action)` pairs.
+    The record is built by `agents.tokens.TrialRecorder`, the same code that records LLM agents' trials.
     """
     agent.reset(seed=agent_seed(seed))
     observation, info = env.reset(seed=seed)
-    record: dict = {"seed": int(seed), "steps": 0, "format_errors": 0, "invalid_actions": 0, "arms": [], "outcomes": []}
-    best_arm = getattr(info.get("task"), "best_arm", None)
-    if best_arm is not None:
-        record["best_arm"] = int(best_arm)
+    recorder = TrialRecorder(seed, info)
     transcript = []
-    summary = None
     for _ in range(max_steps):
         action = agent.act(observation, info)
         if keep_transcript:
             transcript.append((observation, action))
         observation, _, terminated, truncated, info = env.step(action)
-        record["steps"] += 1
-        record["format_errors"] += int(bool(info.get("format_error")))
-        record["invalid_actions"] += int(bool(info.get("invalid_action")))
-        if "arm" in info:
-            record["arms"].append(int(info["arm"]))
-            record["outcomes"].append(float(info["outcome"]))
+        recorder.step(info, terminated or truncated)
         if terminated or truncated:
-            summary = info if "episode_successes" in info else _single_episode_summary(info)
             break
-    if summary is None:
+    else:
         raise RuntimeError(f"trial did not end within max_steps={max_steps}; raise max_steps or fix the env")
-    for key in ("episode_successes", "episode_returns", "episode_lengths", "episode_regrets", "oracle_return", "in_context_regret"):
-        record[key] = summary[key]
+    record = recorder.record
     if keep_transcript:
         transcript.append((observation, None))
         record["transcript"] = transcript

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["TokenTrial", "TrialRecorder", "TRIAL_SUMMARY_KEYS"]
+__all__ = ["TokenTrial", "TrialRecorder", "TRIAL_SUMMARY_KEYS", "EPISODE_METRIC_EXCLUDED"]
 
 #: The trial-end keys of an `agents.play_trial` record.
 TRIAL_SUMMARY_KEYS = (
@@ -18,6 +18,14 @@ TRIAL_SUMMARY_KEYS = (
     "episode_regrets",
     "oracle_return",
     "in_context_regret",
+)
+
+
+#: Episode-end info keys that are not per-episode metrics (bookkeeping, or already recorded above).
+EPISODE_METRIC_EXCLUDED = frozenset(
+    {"parsed_action", "format_error", "invalid_action", "episode_step", "success", "episode_return",
+     "oracle_return", "regret", "inner_reward", "episode_index", "trial_step", "episode_end", "new_episode",
+     "arm", "outcome", "reflection", *TRIAL_SUMMARY_KEYS}
 )
 
 
@@ -113,6 +121,7 @@ class TrialRecorder:
             "episode_regrets": [],
             "oracle_return": None,
             "in_context_regret": None,
+            "episode_metrics": [],
             "truncated": False,
         }
         best_arm = getattr((reset_info or {}).get("task"), "best_arm", None)
@@ -128,7 +137,7 @@ class TrialRecorder:
         record["format_errors"] += int(bool(info.get("format_error")))
         record["invalid_actions"] += int(bool(info.get("invalid_action")))
         if "arm" in info:
-            record["arms"].append(-1 if info["arm"] is None else int(info["arm"]))
+            record["arms"].append(int(info["arm"]))
             record["outcomes"].append(float(info.get("outcome") or 0.0))
         episode_end = bool(info.get("episode_end", done)) and "success" in info
         if episode_end:
@@ -155,6 +164,11 @@ class TrialRecorder:
         record["episode_returns"].append(episode_return)
         record["episode_lengths"].append(int(info.get("episode_step", 0)))
         record["episode_regrets"].append(regret)
+        # Family scores at the episode's end (planning: composite, case_acc, ...; grids: optimal_moves).
+        record["episode_metrics"].append(
+            {key: float(value) for key, value in info.items()
+             if key not in EPISODE_METRIC_EXCLUDED and isinstance(value, (bool, int, float))}
+        )
         record["oracle_return"] = self._oracle_total if self._has_oracle else None
         record["in_context_regret"] = float(sum(record["episode_regrets"]))
 
