@@ -10,11 +10,6 @@ import numpy as np
 
 __all__ = ["MultiEpisode", "REFLECTION_PROMPT"]
 
-# Keys of the step that ended an episode that a new episode's reset info must not overwrite.
-_OUTCOME_KEYS = frozenset(
-    {"parsed_action", "format_error", "invalid_action", "episode_step", "success", "episode_return", "oracle_return", "regret"}
-)
-
 REFLECTION_PROMPT = (
     "[Reflection] The episode is over. Think about what went wrong or right, and write a short plan for "
     "the next episode inside <remark></remark>. No action is taken this turn."
@@ -40,10 +35,9 @@ class MultiEpisode(gym.Wrapper):
 
     Information: the inner info of every step plus `inner_reward`, `episode_index` (0-based, of the
     episode the step belonged to), `trial_step`, `episode_end` and `new_episode` (the observation opens
-    a new episode; also set on reset). On a step that opens a new episode, the new episode's reset keys
-    (`instructions`, `task`, the family's state keys) replace the step's keys of the same name, except
-    the ended episode's outcome (`parsed_action`, `format_error`, `invalid_action`, `episode_step`,
-    `success`, `episode_return`, `oracle_return`, `regret`). At the trial's end: `episode_successes`, `episode_returns`,
+    a new episode; also set on reset). On a step that opens a new episode, the step's keys describe the
+    move that ended the old one; the new episode's reset keys are added where the step has no key of
+    that name, and the whole reset info is in `opening_info`. At the trial's end: `episode_successes`, `episode_returns`,
     `episode_lengths`, `episode_regrets`, `oracle_return` and `in_context_regret`. An episode's regret
     is the inner `regret` when the env reports one (bandits: pseudo-regret), else
     `oracle_return - episode_return` when it reports an oracle, else `success_reward * (1 - success)`.
@@ -220,12 +214,12 @@ class MultiEpisode(gym.Wrapper):
                 return observation + "\n\n" + self.reflection_prompt, reward, False, False, info
             self._episode_index += 1
             next_observation, next_info = self._open_episode(None, None)
+            # The step's own keys describe the move that ended the episode (a Hangman pattern, a
+            # board); the new episode's reset info joins them where it adds keys, and comes whole
+            # under `opening_info` for agents that need the fresh episode's state.
             for key, value in next_info.items():
-                # The observation now shows the new episode's opening, so its reset keys (instructions,
-                # task, the family's state such as a board or features) describe it; the ended
-                # episode's outcome keys stay.
-                if key not in _OUTCOME_KEYS or key not in info:
-                    info[key] = value
+                info.setdefault(key, value)
+            info["opening_info"] = next_info
             info["new_episode"] = True
             return observation + "\n\n" + next_observation, reward, False, False, info
         return observation, reward, False, False, info
