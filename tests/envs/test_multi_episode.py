@@ -50,6 +50,9 @@ def test_episode_end_and_next_opening_share_one_observation():
     steps = _play(env, ["\\boxed{0}"] * 6)
     boundary = steps[3]
     assert boundary[4]["episode_end"] and boundary[4]["new_episode"]
+    # The step's keys describe the ending move; the new episode's reset info comes whole alongside.
+    assert boundary[4]["episode_step"] == 3 and boundary[4]["opening_info"]["episode_step"] == 0
+    assert boundary[4]["opening_info"]["task"] == boundary[4]["task"]
     assert boundary[0].startswith("arm 0 -> ")
     assert "\n\n[Episode 2/2] New episode begins.\nYou are playing" in boundary[0]
     assert steps[-1][3] and len(steps) == 7
