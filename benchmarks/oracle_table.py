@@ -88,10 +88,10 @@ def build_table(trials: int, workers: int = 2) -> str:
 def write_readme(table: str) -> None:
     """Replace the block between README's catalog markers with `table`."""
     text = README.read_text()
-    pattern = re.compile(r"(<!-- catalog:start -->\n).*?(\n<!-- catalog:end -->)", re.S)
+    pattern = re.compile(r"(<!-- catalog:start -->\n).*?(<!-- catalog:end -->)", re.S)
     if not pattern.search(text):
         raise SystemExit("README.md has no <!-- catalog:start --> / <!-- catalog:end --> block to replace")
-    README.write_text(pattern.sub(lambda m: m.group(1) + table + m.group(2), text))
+    README.write_text(pattern.sub(lambda m: m.group(1) + table.strip() + "\n" + m.group(2), text))
 
 
 def main(argv=None) -> int:
