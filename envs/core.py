@@ -62,6 +62,10 @@ def _last_balanced(text: str, opener: str, open_char: str, close_char: str) -> s
     start = text.rfind(opener)
     while start != -1:
         begin = start + len(opener)
+        # Fast path (almost every answer): no nesting and no quotes before the first close.
+        end = text.find(close_char, begin)
+        if end != -1 and open_char not in text[begin:end] and '"' not in text[begin:end]:
+            return text[begin:end]
         for quote_aware in (True, False):
             end = _closing_index(text, begin, open_char, close_char, quote_aware)
             if end != -1:
@@ -103,7 +107,7 @@ def parse_action(text: Any, action_format: str = "boxed", max_chars: int = MAX_A
     return found or None
 
 
-@dataclass
+@dataclass(slots=True)
 class Turn:
     """What a family's `_play` returns for one parsed action.
 
