@@ -10,11 +10,14 @@ on the subset TIP's rule keeps (`trainers.tip`). One step, top to bottom (`opd_l
     3. gather the rows that predict agent tokens, (N, H) for each model, aligned by order and checked
        token by token;
     4. `kernels.token_stats` under no_grad (entropy, reverse and forward KL per token) -> `tip.select`;
-    5. `kernels.distill_loss` on the kept rows only, divided by the kept count: training on 20% of the
-       tokens costs ~20% of the loss's time and memory, the saving TIP reports (Table 3: 72 -> 38 GB).
+    5. `kernels.distill_loss` on the kept rows only, divided by the kept count: the loss's time and
+       gradient memory scale with the kept rows (20% of the tokens cost ~20% of the full loss).
 
 The [tokens x vocabulary] logits are never built for the whole batch: the statistics and the loss run over
-the LM head in chunks (torch) or tiles (Triton).
+the LM head in chunks (torch) or tiles (Triton). TIP's end-to-end memory saving (Table 3: 72 -> 38 GB at
+50%) came from a loss that kept fp32 logits of every trained token for backward; here all-token OPD is
+already bounded, so selection saves the loss's compute, and memory only where the kept rows' loss blocks
+are a large part of the step (`tests/trainers/test_opd_trainer.py`, `benchmarks/tip_repro.py` measure it).
 """
 
 from __future__ import annotations
