@@ -1,11 +1,20 @@
 """One place that logs a run's metrics: console progress bar, `<output_dir>/metrics.jsonl`, TensorBoard, plots.
 
-`MetricsLogger.log_metrics(step, metrics)` is the only logging call the trainer makes. Keys are
-namespaced: `sft/...` (imitation, its own step counter), `rollout/...` (the GRPO batch just played),
-`train/...` (the optimizer step) and `eval/...` (held-out trials). Each call appends one JSON line
-`{"step": step, "phase": ..., **metrics}`; `truncate(step)` drops the lines past a checkpoint so a
-resumed run's file equals an uninterrupted run's. Held-out curves are re-plotted after every
-evaluation into `<output_dir>/plots/`.
+`MetricsLogger.log_metrics(step, metrics)` is the only logging call the trainer makes. Each call
+appends one JSON line `{"step": step, "phase": ..., **metrics}`; `truncate` drops the lines past a
+checkpoint so a resumed run's file equals an uninterrupted run's. Held-out curves are re-plotted
+after every evaluation into `<output_dir>/plots/`. The keys, by namespace:
+
+- `sft/` (imitation; its own step counter): `loss` (cross-entropy per agent token), `lr`, `trials_per_s`.
+- `rollout/` (the GRPO batch just played): `episode_<k>/success`, `episode_<k>/regret`,
+  `in_context_regret`, `format_error_rate` (per action), `truncated_rate` (token budget), the same
+  under `task/<name>/` in multi-task runs; from TRL: `reward`, `reward_std`, `rewards/<function>/mean|std`,
+  `frac_reward_zero_std` (groups without signal), `completions/*_length` (agent tokens per trial), `num_tokens`.
+- `train/` (the optimizer step, from TRL): `loss`, `grad_norm`, `learning_rate`, `entropy` (agent
+  tokens), `kl` (with a reference model), `clip_ratio/*`, `step_time`, `epoch`.
+- `eval/` (held-out trials, temperature 1; `eval/greedy/` for argmax decoding): `episode_<k>/success`,
+  `episode_<k>/regret`, `in_context_regret`, `format_error_rate`, `invalid_action_rate`, and
+  `task/<name>/...` with several held-out sources (see `trainers.evaluation`).
 """
 
 from __future__ import annotations

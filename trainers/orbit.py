@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
@@ -24,19 +25,29 @@ from transformers.utils import logging as transformers_logging
 from trl import GRPOConfig, GRPOTrainer
 
 from agents.hf_agent import HFAgent
-from agents.token_loop import ChatFormat
 from trainers import checkpointing
 from trainers.evaluation import episode_table, evaluate_model, summarize
 from trainers.metrics import MetricsLogger, namespaced
-from trainers.orbit_config import EnvConfig, ModelConfig, OrbitConfig, TrainConfig, register_configs
+from trainers.orbit_config import CONFIG_DIR, OrbitConfig, load_config, resolve_env_overrides
 from trainers.rewards import reward_function
 from trainers.rollout import OrbitRollout
 from trainers.sft import default_sft_agent, imitate, imitation_data
 from trainers.tasks import TaskPool
 
-__all__ = ["OrbitTrainer", "grpo_args", "task_dataset", "load_policy", "load_config", "train", "main", "CONFIG_DIR"]
+__all__ = [
+    "OrbitTrainer",
+    "HeldOutEvaluator",
+    "grpo_args",
+    "task_dataset",
+    "make_hf_agent",
+    "load_policy",
+    "load_config",
+    "resolve_env_overrides",
+    "train",
+    "main",
+    "CONFIG_DIR",
+]
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 _CHECKPOINTING_FLAG = ("activation_checkpointing" if "activation_checkpointing" in
                        {field.name for field in dataclasses.fields(GRPOConfig)} else "gradient_checkpointing")
 
@@ -60,6 +71,7 @@ def grpo_args(config: OrbitConfig, output_dir: Path) -> GRPOConfig:
         warmup_steps=train.warmup_steps,
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
+        adam_epsilon=train.adam_epsilon,
         loss_type=train.loss_type,
         epsilon=train.epsilon,
         epsilon_high=train.epsilon_high,
@@ -108,6 +120,7 @@ class OrbitTrainer(GRPOTrainer):
         tokenizer: its tokenizer, with a chat template and a pad token.
         pool: the run's tasks.
         config: the run's config.
+        output_dir: where transformers writes its checkpoints (`checkpoint-<step>/`).
         make_agent: builds the rollout agent over a model; default `HFAgent` with the config's sampling.
         reward_funcs: default `[trainers.rewards.reward_function(config.env.reward)]`.
         callbacks: transformers `TrainerCallback`s.
@@ -115,9 +128,10 @@ class OrbitTrainer(GRPOTrainer):
     Paper: Lin et al., "Scaling In-Context Online Learning Capability of LLMs via Cross-Episode
     Meta-RL" (ORBIT), arXiv 2602.04089.
 
-    Example:
+    Example (a two-step smoke run; the same as `python -m trainers.orbit train.max_steps=2 ...`):
         >>> from trainers.orbit import main
-        >>> main(["train.max_steps=2", "train.sft_steps=10", "output_dir=/tmp/orbit-demo"])  # doctest: +SKIP
+        >>> main(["train.max_steps=2", "train.sft_steps=20", "train.sft_trials=200",  # doctest: +SKIP
+        ...       "output_dir=/tmp/orbit-smoke"])
     """
 
     def __init__(
@@ -217,26 +231,36 @@ class _LogAndEvaluate(TrainerCallback):
         return control
 
 
-def _held_out_evaluator(config: OrbitConfig, pool: TaskPool, tokenizer: Any, logger: MetricsLogger):
-    tasks = pool.held_out(config.train.eval_trials)
+class HeldOutEvaluator:
+    """Plays the held-out tasks with the live policy and logs `eval/...` (and `eval/greedy/...`) metrics.
 
-    def evaluate(model: Any, step: int) -> dict[str, float]:
-        agent = make_hf_agent(model, tokenizer, config)
-        metrics = summarize(evaluate_model(agent, tasks, batch_size=config.train.eval_batch_size), "eval")
-        if config.train.eval_greedy:
-            greedy = evaluate_model(agent, tasks, greedy=True, batch_size=config.train.eval_batch_size)
-            metrics.update(summarize(greedy, "eval/greedy"))
-        logger.log_metrics(step, metrics)
+    The same tasks every time (`TaskPool.held_out(train.eval_trials)`), and sampling streams derived from
+    the trial seeds, so an evaluation depends only on the weights. `last_rows` keeps the rows of the
+    latest evaluation per decoding ("t=1", "greedy") for the closing table.
+    """
+
+    def __init__(self, config: OrbitConfig, pool: TaskPool, tokenizer: Any, logger: MetricsLogger):
+        self.config, self.tokenizer, self.logger = config, tokenizer, logger
+        self.tasks = pool.held_out(config.train.eval_trials)
+        self.last_rows: dict[str, list[dict]] = {}
+
+    def __call__(self, model: Any, step: int, log: bool = True) -> dict[str, float]:
+        agent = make_hf_agent(model, self.tokenizer, self.config)
+        batch_size = self.config.train.eval_batch_size
+        self.last_rows = {"t=1": evaluate_model(agent, self.tasks, batch_size=batch_size)}
+        metrics = summarize(self.last_rows["t=1"], "eval")
+        if self.config.train.eval_greedy:
+            self.last_rows["greedy"] = evaluate_model(agent, self.tasks, greedy=True, batch_size=batch_size)
+            metrics.update(summarize(self.last_rows["greedy"], "eval/greedy"))
+        if log:
+            self.logger.log_metrics(step, metrics)
         return metrics
-
-    return evaluate
 
 
 def _warm_start(config: OrbitConfig, pool: TaskPool, model: Any, tokenizer: Any, logger: MetricsLogger,
                 output_dir: Path) -> None:
     """Imitate the baseline's trials, then save the imitation model."""
-    chat = ChatFormat(tokenizer, "" if config.model.system_prompt == "" else
-                      (config.model.system_prompt or __import__("agents.context").context.DEFAULT_SYSTEM_PROMPT))
+    chat = make_hf_agent(model, tokenizer, config).chat  # the rollout's own chat format: same tokens as RL
     train_tasks = pool.tasks("train")
     tasks = [train_tasks[index % len(train_tasks)] for index in range(config.train.sft_trials)]
     names = {task.source.name: config.env.sft_agent or default_sft_agent(task.source.env_id) for task in tasks}
@@ -270,7 +294,10 @@ def train(config: OrbitConfig) -> Path:
     model, tokenizer = load_policy(config, imitation)
     if config.imitate_first and imitation is None:
         _warm_start(config, pool, model, tokenizer, logger, output_dir)
-    evaluate = _held_out_evaluator(config, pool, tokenizer, logger)
+        # Reloaded from its save, as a resumed run loads it: the policy's name_or_path then points at the
+        # imitation model, which is what TRL copies as the reference model when train.beta > 0.
+        model, tokenizer = load_policy(config, checkpointing.imitation_directory(output_dir))
+    evaluate = HeldOutEvaluator(config, pool, tokenizer, logger)
 
     trainer = OrbitTrainer(model, tokenizer, pool, config, output_dir=output_dir, callbacks=[
         checkpointing.ConfigSnapshot(config),
@@ -281,11 +308,13 @@ def train(config: OrbitConfig) -> Path:
         evaluate(trainer.model, 0)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
+    if not evaluate.last_rows:  # resumed at or past max_steps: no step ran, so evaluate for the table only
+        evaluate(trainer.model, trainer.state.global_step, log=False)
     final = output_dir / "final"
     trainer.save_model(str(final))
     checkpointing.save_config(final, config)
     logger.close()
-    _print_summary(config, pool, trainer.model, tokenizer, output_dir, final)
+    _print_summary(evaluate, output_dir, final)
     return final
 
 
@@ -309,78 +338,60 @@ def _prepare_output_dir(config: OrbitConfig, output_dir: Path) -> Path | None:
     return checkpoint
 
 
-def _print_summary(config: OrbitConfig, pool: TaskPool, model: Any, tokenizer: Any, output_dir: Path,
-                   final: Path) -> None:
-    tasks = pool.held_out(config.train.eval_trials)
-    agent = make_hf_agent(model, tokenizer, config)
-    print(f"\nHeld-out trials ({len(tasks)}), mean +- s.e. per episode:")
-    for label, greedy in (("temperature 1", False), ("greedy", True)):
-        rows = evaluate_model(agent, tasks, greedy=greedy, batch_size=config.train.eval_batch_size)
+def _print_summary(evaluate: HeldOutEvaluator, output_dir: Path, final: Path) -> None:
+    """The closing note: the last held-out evaluation per episode, and where everything is."""
+    print(f"\nHeld-out trials ({len(evaluate.tasks)}) after the last step, mean +- s.e. per episode:")
+    for label, rows in evaluate.last_rows.items():
         regret = "  ".join(f"{mean:.2f}+-{error:.2f}" for mean, error in episode_table(rows))
         success = "  ".join(f"{mean:.2f}" for mean, _ in episode_table(rows, "episode_successes"))
         errors = summarize(rows)["eval/format_error_rate"]
-        print(f"  {label:13s} regret {regret} | success {success} | format errors {errors:.2%}")
-    print(f"metrics: {output_dir / 'metrics.jsonl'} (TensorBoard: {output_dir / 'tensorboard'})")
-    print(f"plots:   {output_dir / 'plots'}")
-    print(f"model:   {final}")
+        print(f"  {label:7s} regret {regret} | success {success} | format errors {errors:.2%}")
+    print(f"metrics:    {output_dir / 'metrics.jsonl'} (TensorBoard: {output_dir / 'tensorboard'})")
+    print(f"plots:      {output_dir / 'plots'}")
+    checkpoint = checkpointing.last_checkpoint(output_dir)
+    print(f"checkpoint: {checkpoint} (continue with output_dir={output_dir} resume=true train.max_steps=<more>)")
+    print(f"model:      {final}")
 
 
-def load_config(overrides: Sequence[str] = ()) -> OrbitConfig:
-    """Compose `configs/orbit.yaml` with command-line style overrides into a validated `OrbitConfig`.
-
-    `env=<id>` with a registered gymnasium id (a value with `/` that names no file in `configs/env/`)
-    means `env=gym env.id=<id>`.
-
-    Raises:
-        hydra.errors.ConfigCompositionException / omegaconf errors: an unknown key or group option, by name.
-        ValueError: a bad value, naming the key and the allowed values.
-    """
-    from hydra import compose, initialize_config_dir
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        composed = compose(config_name="orbit", overrides=resolve_env_overrides(overrides))
-    _reject_unknown_keys(composed)
-    return OmegaConf.to_object(composed)
-
-
-def _reject_unknown_keys(composed: Any) -> None:
-    """A key forced in with `+key=value` would be dropped silently by the dataclass; refuse it instead."""
-    sections = {"": OrbitConfig, "env": EnvConfig, "model": ModelConfig, "train": TrainConfig}
-    for section, schema in sections.items():
-        node = composed[section] if section else composed
-        known = {field.name for field in dataclasses.fields(schema)}
-        unknown = sorted(set(node.keys()) - known - {"hydra"})
-        if unknown:
-            where = f"{section}." if section else ""
-            raise ValueError(f"unknown key(s) {[where + key for key in unknown]}; allowed in "
-                             f"{section or 'the top level'}: {sorted(known)}")
-
-
-def resolve_env_overrides(overrides: Sequence[str]) -> list[str]:
-    """Rewrite `env=<registered id>` as `env=gym env.id=<registered id>` (other overrides pass through)."""
-    names = {path.stem for path in (CONFIG_DIR / "env").glob("*.yaml")}
-    resolved: list[str] = []
-    for override in overrides:
-        key, _, value = override.partition("=")
-        if key == "env" and value not in names and "/" in value:
-            resolved += ["env=gym", f"env.id={value}"]
-        else:
-            resolved.append(override)
-    return resolved
-
-
-def main(overrides: Sequence[str] | None = None) -> Path:
+def main(argv: Sequence[str] | None = None) -> Path | None:
     """Train from command-line style overrides (default: `sys.argv[1:]`); see the module docstring.
 
+    `--cfg` prints the composed config and exits; `--help` lists the config groups. Run from the
+    command line, a config error ends the process with its message (naming the key and the allowed
+    values) instead of a traceback; called from Python, it raises.
+
     Returns:
-        The directory of the final model.
+        The directory of the final model (None for `--cfg` and `--help`).
     """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(arguments):
+        print(_usage())
+        return None
+    overrides = [argument for argument in arguments if argument != "--cfg"]
+    try:
+        config = load_config(overrides)
+    except (ValueError, ConfigCompositionException) as error:
+        if argv is not None:
+            raise
+        cause = f"\n{str(error.__cause__).splitlines()[0]}" if error.__cause__ else ""
+        raise SystemExit(f"python -m trainers.orbit: {error}{cause}\n(`python -m trainers.orbit --cfg` prints "
+                         "every key; `--help` lists the config groups)") from None
+    if "--cfg" in arguments:
+        print(OmegaConf.to_yaml(OmegaConf.structured(config)))
+        return None
     started = time.perf_counter()
-    config = load_config(sys.argv[1:] if overrides is None else overrides)
     final = train(config)
     print(f"done in {time.perf_counter() - started:.0f} s")
     return final
+
+
+def _usage() -> str:
+    groups = []
+    for group in ("env", "model", "train"):
+        names = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+        groups.append(f"  {group}=: {', '.join(names)}")
+    return (f"{__doc__.strip()}\n\nConfig groups (files in {CONFIG_DIR}):\n" + "\n".join(groups) +
+            "\n  env=<any registered gymnasium id>\n\nEvery key: python -m trainers.orbit --cfg")
 
 
 if __name__ == "__main__":

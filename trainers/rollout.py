@@ -14,7 +14,8 @@ policy through `agents.HFAgent.play_batch`:
   the group is reset with the task seed and its `info["task"]` replayed in the others through
   `reset(seed=<trial seed>, options={"task": task})`. An env that reports no task is reset with the
   task seed in every trial (the same task, and also the same randomness, as in ORBIT).
-- Per-episode outcomes travel to the reward functions as extra fields (`EXTRA_FIELDS`).
+- Per-episode outcomes travel to the reward functions as extra fields (`EXTRA_FIELDS`); their means
+  are logged as `rollout/...` metrics (and `rollout/task/<name>/...` per task source when several).
 - A trial that reaches `train.max_context_tokens` ends there and keeps the successes it earned; with
   `train.mask_truncated` it is excluded instead (no reward, no loss).
 """
@@ -214,5 +215,11 @@ class OrbitRollout:
             output["task_name"].append(task.source.name)
             fields_all.append(fields)
         if self.on_metrics is not None:
-            self.on_metrics(rollout_metrics(fields_all))
+            metrics = rollout_metrics(fields_all)
+            names = sorted(set(output["task_name"]))
+            if len(names) > 1:  # multi-task: the same metrics per task source
+                for name in names:
+                    rows = [fields for fields, task in zip(fields_all, output["task_name"], strict=True) if task == name]
+                    metrics.update(rollout_metrics(rows, prefix=f"rollout/task/{name}"))
+            self.on_metrics(metrics)
         return dict(output)

@@ -102,6 +102,7 @@ class TaskPool:
                 raise ValueError(f"task sources of the {split} split need unique names, got {names}")
         self.sources = list(sources)
         self._tasks: dict[str, list[Task]] = {}
+        self._by_key: dict[str, Task] | None = None
 
     @classmethod
     def from_config(cls, config: EnvConfig) -> "TaskPool":
@@ -167,6 +168,6 @@ class TaskPool:
         Raises:
             KeyError: for a key of no task in the pool.
         """
-        if not hasattr(self, "_by_key"):
+        if self._by_key is None:
             self._by_key = {task.key: task for split in ("train", "test") for task in self.tasks(split)}
         return self._by_key[key]

@@ -6,8 +6,16 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from trainers import rewards
-from trainers.orbit import CONFIG_DIR, load_config, resolve_env_overrides
-from trainers.orbit_config import REWARD_NAMES, EnvConfig, ModelConfig, OrbitConfig, TrainConfig
+from trainers.orbit_config import (
+    CONFIG_DIR,
+    REWARD_NAMES,
+    EnvConfig,
+    ModelConfig,
+    OrbitConfig,
+    TrainConfig,
+    load_config,
+    resolve_env_overrides,
+)
 from trainers.tasks import TaskPool
 
 GROUPS = ("env", "model", "train")
@@ -40,7 +48,12 @@ def test_defaults_are_the_cpu_bandit_recipe():
     config = load_config([])
     assert config.env.id == "icl/BernoulliBandit-Meta-v0" and config.env.reward == "negative_regret"
     assert config.model.name == "tiny" and config.imitate_first
-    assert (config.train.loss_type, config.train.epsilon, config.train.epsilon_high, config.train.beta) == ("dapo", 0.2, 0.28, 0.0)
+    # ORBIT's algorithm (DAPO loss, clip 0.2/0.28, no reference model) is the schema's default ...
+    orbit = TrainConfig()
+    assert (orbit.loss_type, orbit.epsilon, orbit.epsilon_high, orbit.beta, orbit.num_generations) == (
+        "dapo", 0.2, 0.28, 0.0, 8)
+    # ... and the CPU default adds a small KL to the imitation model (configs/train/default.yaml says why).
+    assert config.train.beta == 0.04 and config.train.loss_type == "dapo"
     assert config.output_dir.startswith("outputs/orbit/")
 
 
@@ -85,7 +98,7 @@ def test_wrongly_typed_value_fails_with_the_key():
         (["train.loss_type=ppo"], "train.loss_type='ppo' is not allowed"),
         (["model.name=gpt"], "model.name='gpt' is not allowed; allowed values: ['tiny', 'hf']"),
         (["train.num_generations=1"], "train.num_generations=1 must be >= 2"),
-        (["train.micro_batches=3"], "train.micro_batches=3 must divide tasks_per_step x num_generations = 128"),
+        (["train.micro_batches=3"], "train.micro_batches=3 must divide tasks_per_step x num_generations = 64"),
         (["env.taskset=configs/tasksets/orbit-train.yaml"], "set exactly one"),
         (["model=hf", "model.path=null"], "model.path is required with model=hf"),
     ],
