@@ -299,7 +299,12 @@ def train(config: OrbitConfig) -> Path:
         model, tokenizer = load_policy(config, checkpointing.imitation_directory(output_dir))
     evaluate = HeldOutEvaluator(config, pool, tokenizer, logger)
 
-    trainer = OrbitTrainer(model, tokenizer, pool, config, output_dir=output_dir, callbacks=[
+    trainer_class = OrbitTrainer
+    if config.distill.enabled:
+        from trainers.opd import OPDTrainer  # imported here: trainers.opd builds on this module's OrbitTrainer
+
+        trainer_class = OPDTrainer
+    trainer = trainer_class(model, tokenizer, pool, config, output_dir=output_dir, callbacks=[
         checkpointing.ConfigSnapshot(config),
         _LogAndEvaluate(logger, lambda step: evaluate(trainer.model, step), config.train.eval_every,
                         config.train.max_steps),
@@ -387,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
 
 def _usage() -> str:
     groups = []
-    for group in ("env", "model", "train"):
+    for group in ("env", "model", "train", "distill", "teacher", "selection"):
         names = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
         groups.append(f"  {group}=: {', '.join(names)}")
     return (f"{__doc__.strip()}\n\nConfig groups (files in {CONFIG_DIR}):\n" + "\n".join(groups) +

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
+from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig, check_opd, register_opd_configs
+
 __all__ = [
     "EnvConfig",
     "ModelConfig",
@@ -228,7 +230,8 @@ class TrainConfig:
 
 @dataclass
 class OrbitConfig:
-    """Everything `python -m trainers.orbit` needs; `env=`, `model=`, `train=` pick files in `configs/`."""
+    """Everything `python -m trainers.orbit` needs; `env=`, `model=`, `train=`, `distill=`, `teacher=`,
+    `selection=` pick files in `configs/`."""
 
     #: The tasks.
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -240,6 +243,15 @@ class OrbitConfig:
     output_dir: str = "outputs/orbit"
     #: Continue from the last checkpoint in `output_dir` (its config must match this one).
     resume: bool = False
+    #: On-policy distillation loss (`distill=opd`); `none` trains with GRPO alone.
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    #: The teacher that scores the student's tokens when distilling (`teacher=model|self`).
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    #: TIP token selection of the distillation loss (`selection=soft_or`, ...).
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+
+    def __post_init__(self):
+        check_opd(self.distill, self.teacher, self.selection)
 
     @property
     def imitate_first(self) -> bool:
@@ -273,7 +285,8 @@ def load_config(overrides: Sequence[str] = ()) -> OrbitConfig:
 
 def _reject_unknown_keys(composed: Any) -> None:
     """A key forced in with `+key=value` would be dropped silently by the dataclass; refuse it instead."""
-    sections = {"": OrbitConfig, "env": EnvConfig, "model": ModelConfig, "train": TrainConfig}
+    sections = {"": OrbitConfig, "env": EnvConfig, "model": ModelConfig, "train": TrainConfig,
+                "distill": DistillConfig, "teacher": TeacherConfig, "selection": SelectionConfig}
     for section, schema in sections.items():
         node = composed[section] if section else composed
         known = {field.name for field in dataclasses.fields(schema)}
@@ -302,3 +315,4 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="orbit_schema", node=OrbitConfig)
+    register_opd_configs()

@@ -170,3 +170,14 @@ def test_trl_loss_mask_is_the_agent_mask(tmp_path):
         assert loss_mask[row, :length].tolist() == trial.agent_mask
         assert loss_mask[row, length:].sum() == 0  # padding carries no loss
         assert trial.record["steps"] == sum(1 for start, end in trial.turn_spans)
+
+
+def test_distill_opd_on_the_command_line_trains_the_student_on_selected_tokens(tmp_path):
+    from agents import tiny_model_path
+
+    main(SMALL + ["train.init=none", "train.max_steps=1", "distill=opd", f"teacher.path={tiny_model_path('M')}",
+                  "selection=soft_or", f"output_dir={tmp_path}"])
+    train_row = next(row for row in _metrics(tmp_path) if row["phase"] == "train" and "train/loss" in row)
+    assert 0.4 < train_row["train/selection/kept_fraction"] <= 0.5  # soft_or keeps floor(0.5 m) of each trial
+    assert train_row["train/distill/loss"] > 0 and math.isfinite(train_row["train/loss"])
+    assert (tmp_path / "final" / "model.safetensors").is_file()

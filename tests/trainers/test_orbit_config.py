@@ -1,5 +1,6 @@
 """`trainers.orbit_config` and the Hydra files: every file composes, every mistake names its key."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from trainers.orbit_config import (
 )
 from trainers.tasks import TaskPool
 
-GROUPS = ("env", "model", "train")
+GROUPS = ("env", "model", "train", "distill", "teacher", "selection")
 
 
 def _group_files():
@@ -32,10 +33,27 @@ def test_every_group_file_composes_into_a_valid_config(group, name):
     overrides = [f"{group}={name}"]
     if (group, name) == ("model", "hf"):
         overrides.append("model.path=/some/checkpoint")  # the file requires it (`???`)
+    if group in ("teacher", "selection") or (group, name) == ("distill", "opd"):
+        # Teachers and selection rules only mean something when the loss distills (`check_opd`).
+        overrides += ["distill=opd", "teacher.path=/some/teacher"] if group != "distill" else ["teacher.path=/t"]
     config = load_config(overrides)
     assert isinstance(config, OrbitConfig)
     if group == "env":
         assert TaskPool.from_config(config.env).tasks("test")  # ids and task sets resolve
+    if group == "selection":
+        assert config.selection.rule == name
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["distill=opd"], "teacher.path=<checkpoint dir>"),
+    (["selection=soft_or"], "distill.loss=none"),
+    (["distill=opd", "teacher=self", "teacher.system_prompt=null"], "teacher.system_prompt"),
+    (["distill=opd", "teacher.path=/t", "distill.divergence=kl"], "reverse_kl, forward_kl, jsd"),
+    (["distill=opd", "teacher.path=/t", "selection.rule=top"], "soft_or"),
+])
+def test_distillation_config_errors_name_the_fix(overrides, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        load_config(overrides)
 
 
 def test_every_file_starts_with_the_command_that_runs_it():
