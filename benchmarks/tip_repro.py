@@ -40,6 +40,7 @@ import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 # Passive OpenMP waiting before torch loads: spinning threads make a shared 2-core machine 2-4x slower
 # (the trainers package sets the same default; this script imports torch first).
@@ -175,8 +176,12 @@ def _step_cost(student, teacher, batch, rule: str, ratio: float, device: torch.d
     return measured.bytes / 2**20, statistics.median(times)
 
 
-def run(scale: Scale, scale_name: str, output_root: Path) -> tuple[list[dict], dict]:
-    """Builds the teacher and the student initialisation, distills with every rule, and returns the rows."""
+def run(scale: Scale, scale_name: str, output_root: Path,
+        on_row: Callable[[dict], None] | None = None) -> tuple[list[dict], dict]:
+    """Builds the teacher and the student initialisation, distills with every rule, and returns the rows.
+
+    `on_row` receives each rule's row as soon as it is measured, so an interrupted run keeps what it finished.
+    """
     from transformers import PrinterCallback
 
     from trainers.opd import OPDTrainer, load_teacher
@@ -228,6 +233,8 @@ def run(scale: Scale, scale_name: str, output_root: Path) -> tuple[list[dict], d
             "kept_tokens": kept / len(scale.seeds), "agent_tokens": total / len(scale.seeds),
             "train_s": seconds / len(scale.seeds), "step_peak_mib": peak_mib, "step_ms": step_ms,
         })
+        if on_row is not None:
+            on_row(rows[-1])
     for reference in references.values():
         reference.pop("regrets")
     return rows, references
@@ -345,13 +352,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 student=f"tiny-{scale.student_size} sft {scale.student_sft_steps}",
                 seeds=" ".join(map(str, scale.seeds)), steps=scale.steps, eval_trials=scale.eval_trials)
     print(" ".join(f"{key}={value}" for key, value in meta.items()), flush=True)
-    rows, references = run(scale, scale_name, args.output_dir / scale_name)
+    results = RESULTS / ("tip_repro.smoke.tmp" if args.smoke else "tip_repro.csv")
+
+    def record(row: dict) -> None:
+        _append_csv([row], meta, results)
+        tqdm.write(f"{row['rule']} {row['ratio']}: regret {row['in_context_regret']:.2f} +- {row['regret_se']:.2f}, "
+                   f"{row['train_s']:.0f} s, step peak {row['step_peak_mib']:.1f} MiB (appended to {results})")
+
+    rows, references = run(scale, scale_name, args.output_dir / scale_name, on_row=record)
     _print_table(rows, references)
     print("\nClosing note (the paper's shape, in held-out regret):")
     for line in _verdict(rows):
         print(f"- {line}")
-    suffix = ".smoke.tmp" if args.smoke else ""
-    _append_csv(rows, meta, RESULTS / f"tip_repro{suffix or '.csv'}")
     figure = RESULTS / ("tip_repro.smoke.png.tmp" if args.smoke else f"tip_repro_{scale_name}.png")
     _plot(rows, references, figure)
     print(f"figure: {figure}")

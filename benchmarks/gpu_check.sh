@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One pass over everything that needs a CUDA GPU, for a machine borrowed for a few minutes:
+#
+#   bash benchmarks/gpu_check.sh [LOG_DIR]          # logs and result CSVs go to LOG_DIR (default outputs/gpu_check)
+#
+# 1. the kernel tests on CUDA (real Triton compilation, bf16 included; on CPU they run in the interpreter);
+# 2. benchmarks/opd_loss.py at its GPU defaults, N = 32768 first (the size the targets are set at);
+# 3. the trainer tests on CUDA (bf16 policy, TRL on the GPU, OPD with the Triton kernels);
+# 4. optionally (TIP_STEPS=<n>) benchmarks/tip_repro.py --scale gpu with n steps and seed 0.
+# Each stage has its own time limit (seconds: KERNEL_S, BENCH_S, TRAINER_S, TIP_S), so a slow stage cannot
+# starve the next, and every stage's output lands in LOG_DIR as it runs.
+#
+# On a machine without network access, WHEEL_DIR=<folder of wheels> installs them into a private
+# site folder first (the image's torch and Triton stay as they are).
+set -u
+LOG_DIR=${1:-outputs/gpu_check}
+mkdir -p "$LOG_DIR"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export TRL_EXPERIMENTAL_SILENCE=1
+PYTHON=${PYTHON:-python3}
+
+if [ -n "${WHEEL_DIR:-}" ]; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu_check_site \
+        "$WHEEL_DIR"/*.whl || exit 1
+    export PYTHONPATH=/tmp/gpu_check_site:${PYTHONPATH:-}
+fi
+
+stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to LOG_DIR/NAME.log, report the exit status
+    local name=$1 seconds=$2
+    shift 2
+    local started=$SECONDS
+    echo "=== $name (limit ${seconds} s)"
+    timeout --signal=INT --kill-after=15 "$seconds" "$@" >"$LOG_DIR/$name.log" 2>&1
+    local status=$?
+    echo "=== $name: exit $status after $((SECONDS - started)) s"
+    tail -n "${TAIL_LINES:-25}" "$LOG_DIR/$name.log"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv >"$LOG_DIR/gpu.txt" 2>&1
+"$PYTHON" - >>"$LOG_DIR/gpu.txt" 2>&1 <<'EOF'
+import importlib.metadata as metadata
+import torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))
+for package in ("triton", "transformers", "trl", "liger-kernel", "datasets", "pyarrow", "gymnasium", "hydra-core"):
+    try:
+        print(package, metadata.version(package))
+    except metadata.PackageNotFoundError:
+        print(package, "not installed")
+EOF
+cat "$LOG_DIR/gpu.txt"
+
+stage kernel_tests "${KERNEL_S:-150}" "$PYTHON" -m pytest -q -x -p no:cacheprovider --durations=5 tests/kernels
+TAIL_LINES=45 stage opd_loss "${BENCH_S:-240}" "$PYTHON" -m benchmarks.opd_loss --tokens 32768,16384,4096 \
+    --csv "$LOG_DIR/opd_loss.csv"
+stage trainer_tests "${TRAINER_S:-150}" "$PYTHON" -m pytest -q -x -p no:cacheprovider --durations=5 tests/trainers
+if [ -n "${TIP_STEPS:-}" ]; then
+    TAIL_LINES=20 stage tip_repro "${TIP_S:-300}" "$PYTHON" -m benchmarks.tip_repro --scale gpu --seeds 0 \
+        --steps "$TIP_STEPS" --output-dir /tmp/tip_repro
+    cp benchmarks/results/tip_repro.csv benchmarks/results/tip_repro_gpu.png "$LOG_DIR"/ 2>/dev/null
+fi
+echo "=== done"
