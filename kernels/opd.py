@@ -72,7 +72,7 @@ GROUP_M = 8
 # thread at 8 warps). fp32: smaller K step to fit shared memory. Interpreter: large tiles because
 # its cost is per program and per op, not per element.
 _TILES = {
-    "half": dict(BLOCK_M=64, BLOCK_V=128, BLOCK_K=64, num_warps=8, num_stages=3),
+    "half": dict(BLOCK_M=128, BLOCK_V=128, BLOCK_K=64, num_warps=8, num_stages=3),
     "fp32": dict(BLOCK_M=64, BLOCK_V=64, BLOCK_K=32, num_warps=4, num_stages=2),
     "interpret": dict(BLOCK_M=32, BLOCK_V=128, BLOCK_K=32, num_warps=4, num_stages=1),
 }

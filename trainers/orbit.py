@@ -202,7 +202,8 @@ def load_policy(config: OrbitConfig, path: str | os.PathLike | None = None) -> t
         else:
             path = config.model.path
     cuda = torch.cuda.is_available()
-    dtype = {"auto": torch.bfloat16 if cuda else torch.float32, "float32": torch.float32,
+    half_by_default = cuda and config.model.name != "tiny"  # see `ModelConfig.dtype`
+    dtype = {"auto": torch.bfloat16 if half_by_default else torch.float32, "float32": torch.float32,
              "bfloat16": torch.bfloat16, "float16": torch.float16}[config.model.dtype]
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     model.to("cuda" if cuda else "cpu")

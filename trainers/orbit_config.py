@@ -116,7 +116,10 @@ class ModelConfig:
     size: str = "S"
     #: Checkpoint directory for `hf` (anything `AutoModelForCausalLM.from_pretrained` loads offline).
     path: Optional[str] = None
-    #: Weights dtype; `auto` is bfloat16 on CUDA, float32 on CPU.
+    #: Weights dtype. `auto`: float32 for the tiny model everywhere (a bf16 weight cannot take an update
+    #: under 2^-8 of its size, so at lr 2e-4 its norm weights never move); for `hf` checkpoints bfloat16 on
+    #: CUDA (the usual choice for billion-parameter policies), float32 on CPU. Training on CUDA runs under
+    #: bf16 autocast either way.
     dtype: str = "auto"
     #: The longest turn in tokens; a longer turn is cut and closed with the end-of-turn token (the tiny
     #: tokenizer spells a bandit action in 1 token and the longest game action, a Wordle guess, in 6).

@@ -302,12 +302,13 @@ def test_torch_path_chunking_is_bounded_and_invisible(monkeypatch):
     stats = kernels.token_stats(hs, ws, ht, wt, impl="torch")
     monkeypatch.setattr(opd_reference, "CHUNK_BYTES", 5 * 1000 * 4)  # 5-row chunks
     chunked = _grads(_ours(ht, wt, "jsd", impl="torch"), hs, ws)
-    # Only the BLAS blocking of the smaller matmuls differs.
+    # Only the BLAS blocking of the smaller matmuls differs: a few fp32 roundings (1.3e-6 seen with cuBLAS
+    # on an H200, under 1e-6 on CPU), far below the 1e-5 every path must reach against float64.
     for a, b in zip(whole, chunked, strict=True):
-        assert _rel(a, b) < 1e-6
+        assert _rel(a, b) < 4e-6
     for a, b in zip(stats, kernels.token_stats(hs, ws, ht, wt, impl="torch"), strict=True):
         if a is not None:
-            assert _rel(a, b) < 1e-6
+            assert _rel(a, b) < 4e-6
 
 
 def _bad_calls():
