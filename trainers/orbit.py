@@ -9,6 +9,7 @@ registered id), `model=hf model.path=<dir>`, `train.max_steps=200`, `output_dir=
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import os
 import sys
 import time
@@ -177,6 +178,21 @@ class OrbitTrainer(GRPOTrainer):
 
     def _compute_loss(self, model, inputs):
         return self.compute_policy_loss(model, inputs)
+
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        """A card naming the local base model and the run; TRL's links a Hub id ("[None]" for a local model)."""
+        config = self.orbit_config
+        base = config.model.path if config.model.name == "hf" else f"the embedded tiny model (size {config.model.size})"
+        tasks = config.env.id or config.env.taskset
+        method = ("on-policy distillation" if config.distill.loss == "opd" else
+                  "ORBIT-style GRPO" + (" plus on-policy distillation" if config.distill.enabled else ""))
+        Path(self.args.output_dir, "README.md").write_text(
+            f"# {Path(self.args.output_dir).name}\n\n"
+            f"Trained with `python -m trainers.orbit` ({method} over multi-episode trials, TRL "
+            f"{importlib.metadata.version('trl')}) from {base} on `{tasks}`, {self.state.global_step} steps.\n"
+            "The run's config is `final/orbit_config.yaml` (and in each `checkpoint-*/`); its metrics are "
+            "`metrics.jsonl`, its plots `plots/`.\n"
+        )
 
 
 def make_hf_agent(model: Any, tokenizer: Any, config: OrbitConfig, seed: int | None = None) -> HFAgent:

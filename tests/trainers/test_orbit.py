@@ -181,3 +181,10 @@ def test_distill_opd_on_the_command_line_trains_the_student_on_selected_tokens(t
     assert 0.4 < train_row["train/selection/kept_fraction"] <= 0.5  # soft_or keeps floor(0.5 m) of each trial
     assert train_row["train/distill/loss"] > 0 and math.isfinite(train_row["train/loss"])
     assert (tmp_path / "final" / "model.safetensors").is_file()
+
+
+def test_the_model_card_names_the_local_base_model_and_the_run(straight_run):
+    output_dir, _ = straight_run
+    card = (output_dir / "README.md").read_text()
+    assert "None" not in card and "embedded tiny model" in card and "icl/BernoulliBandit-Meta-v0" in card
+    assert "2 steps" in card
