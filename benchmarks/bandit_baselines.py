@@ -95,12 +95,12 @@ def baseline_table(trials: int, progress=False) -> list[dict]:
             row = {"env_id": env_id, "agent": name}
             row["regret"], row["regret_se"] = metrics.mean_and_standard_error([r["in_context_regret"] for r in records])
             if "best_arm" in records[0] and "BestArm" not in env_id:
-                row["suffix_fail"] = np.mean([metrics.suffix_failure(a, r["best_arm"]) for a, r in zip(arms, records)])
+                row["suffix_fail"] = np.mean([metrics.suffix_failure(a, r["best_arm"]) for a, r in zip(arms, records, strict=True)])
                 row["k_min_frac"] = np.mean([metrics.k_min_frac(a, num_arms) for a in arms])
                 row["greedy_frac"] = np.mean(
-                    [metrics.greedy_fraction(a, r["outcomes"], num_arms) for a, r in zip(arms, records)]
+                    [metrics.greedy_fraction(a, r["outcomes"], num_arms) for a, r in zip(arms, records, strict=True)]
                 )
-                row["best_frac"] = np.mean([metrics.best_arm_fraction(a, r["best_arm"]) for a, r in zip(arms, records)])
+                row["best_frac"] = np.mean([metrics.best_arm_fraction(a, r["best_arm"]) for a, r in zip(arms, records, strict=True)])
             rows.append(row)
     return rows
 
@@ -138,7 +138,7 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
     table = [columns] + [[cell(row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
 
 
 def main(argv=None) -> int:

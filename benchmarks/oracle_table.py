@@ -72,7 +72,7 @@ def build_table(trials: int, workers: int = 2) -> str:
         for env_id, memory, summary in tqdm(pool.map(_cell, jobs), total=len(jobs), desc="oracle table"):
             results[env_id, memory] = summary
     lines = [
-        f"| id | oracle success per episode | memoryless | moves/optimal | score | format err | invalid |",
+        "| id | oracle success per episode | memoryless | moves/optimal | score | format err | invalid |",
         "|---|---|---|---|---|---|---|",
     ]
     for env_id in ids:

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     table = [header] + [(e.env_id, e.family, e.hidden, str(e.episodes), e.oracle) for e in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     print(f"{len(rows)} environments")
     return 0
 

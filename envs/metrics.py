@@ -62,7 +62,9 @@ def greedy_fraction(arms: Sequence[int], rewards: Sequence[float], num_arms: int
     counts = np.zeros(num_arms)
     greedy = 0
     rounds = 0
-    for arm, reward in zip(arms, rewards):
+    if len(arms) != len(rewards):
+        raise ValueError(f"arms ({len(arms)}) and rewards ({len(rewards)}) must have one entry per round")
+    for arm, reward in zip(arms, rewards, strict=True):
         if arm < 0:
             continue
         rounds += 1

@@ -80,3 +80,12 @@ def test_contextual_features_are_the_ones_shown():
     best = int(np.argmax(np.asarray(info["features"]) @ theta))
     *_, step_info = env.step(f"\\boxed{{{best}}}")
     assert step_info["arm"] == best and "features" in step_info
+
+
+def test_greedy_fraction_on_a_hand_computed_sequence():
+    from envs import metrics
+
+    # Round 1: nothing seen yet; round 2: arm 1 unseen; rounds 3 and 4 pull arm 0 with the best mean (1.0 vs 0).
+    assert metrics.greedy_fraction([0, 1, 0, 0], [1.0, 0.0, 1.0, 0.0], num_arms=2) == 0.5
+    with pytest.raises(ValueError, match="one entry per round"):
+        metrics.greedy_fraction([0, 1], [1.0], num_arms=2)
