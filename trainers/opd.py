@@ -26,10 +26,14 @@ import copy
 import os
 import resource
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import kernels
 from agents.context import DEFAULT_SYSTEM_PROMPT
@@ -39,6 +43,7 @@ from trainers.orbit import OrbitTrainer
 
 __all__ = [
     "OPDTrainer",
+    "SELF_TEACHER_FILE",
     "STATS_CHUNK_ROWS",
     "TokenBatch",
     "gather_agent_rows",
@@ -58,6 +63,8 @@ __all__ = [
 # agent token; chunking bounds its transient memory (the torch path holds a few (rows x V) fp32 blocks),
 # so the loss over the kept rows, not the statistics, sets the step's peak.
 STATS_CHUNK_ROWS = 512
+#: A `self` teacher's weights and last sync step, saved in every checkpoint (`OPDTrainer._save_checkpoint`).
+SELF_TEACHER_FILE = "self_teacher.safetensors"
 
 
 @dataclass(frozen=True)
@@ -507,6 +514,26 @@ class OPDTrainer(OrbitTrainer):
                               system_prefix_ids(tokenizer, self.teacher_config.system_prompt))
         self._synced_at = 0
         self._micro_batch = (-1, 0)  # (step, micro-batches seen in it): names each selection's generator
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """Transformers' checkpoint, plus a `self` teacher's weights and sync step (they are not the student's)."""
+        super()._save_checkpoint(model, trial)
+        if self.teacher_config.kind == "self" and self.args.should_save:
+            directory = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            # Copies on the CPU: tied weights share storage, which safetensors refuses to write twice.
+            weights = {name: tensor.detach().to("cpu", copy=True) for name, tensor in self.teacher.state_dict().items()}
+            save_file(weights, directory / SELF_TEACHER_FILE, metadata={"synced_at": str(self._synced_at)})
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        """Resumes the student (transformers) and a `self` teacher as it was at the checkpoint, so the next
+        steps distill towards the same weights as the uninterrupted run's."""
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = Path(resume_from_checkpoint) / SELF_TEACHER_FILE
+        if self.teacher_config.kind == "self" and path.is_file():
+            with safe_open(str(path), framework="pt") as handle:
+                self._synced_at = int(handle.metadata()["synced_at"])
+            device = next(self.teacher.parameters()).device
+            self.teacher.load_state_dict(load_file(str(path), device=str(device)))
 
     def compute_policy_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
         """GRPO, OPD or GRPO + weight x OPD for one micro-batch (see the class docstring)."""

@@ -32,8 +32,8 @@ RUN = [
     "train.cpu_threads=1",
 ]
 SMALL = ["+env.kwargs.horizon=4", "env.episodes=2", *RUN]
-# Keys that measure time, not behaviour.
-_TIMING = ("train/step_time", "sft/trials_per_s")
+# Keys that measure time or the process's memory, not behaviour.
+_TIMING = ("train/step_time", "sft/trials_per_s", "train/peak_memory_gib")
 
 
 def _metrics(output_dir: Path) -> list[dict]:
@@ -188,3 +188,19 @@ def test_the_model_card_names_the_local_base_model_and_the_run(straight_run):
     card = (output_dir / "README.md").read_text()
     assert "None" not in card and "embedded tiny model" in card and "icl/BernoulliBandit-Meta-v0" in card
     assert "2 steps" in card
+
+
+def test_resuming_self_distillation_keeps_the_teacher_of_the_uninterrupted_run(tmp_path):
+    # The self teacher is re-synced at step 2; resuming at step 3 must distill towards those step-2 weights,
+    # not re-sync to the resumed student (which the checkpoint's student weights alone would give).
+    run = SMALL + ["train.init=none", "distill=opd", "teacher=self", "teacher.sync_every=2"]
+    main(run + ["train.max_steps=4", f"output_dir={tmp_path / 'straight'}"])
+    main(run + ["train.max_steps=3", f"output_dir={tmp_path / 'resumed'}"])
+    final = main(run + ["train.max_steps=4", f"output_dir={tmp_path / 'resumed'}", "resume=true"])
+    expected, resumed = _metrics(tmp_path / "straight"), _metrics(tmp_path / "resumed")
+    assert [(row["step"], row["phase"]) for row in resumed] == [(row["step"], row["phase"]) for row in expected]
+    for want, got in zip(expected, resumed, strict=True):
+        for key in set(want) - {"phase"}:
+            assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), (want["step"], key)
+    for name, tensor in load_file(tmp_path / "straight" / "final" / "model.safetensors").items():
+        torch.testing.assert_close(load_file(final / "model.safetensors")[name], tensor)
