@@ -4,6 +4,8 @@ Run `python -m trainers.orbit` (no arguments) to train the tiny embedded model o
 Bernoulli bandit on CPU: imitation of Thompson sampling, then GRPO, then a held-out table. Pick
 other settings with Hydra: `env=mastermind`, `env=orbit-multitask`, `env=icl/Wordle-Hard-v0` (any
 registered id), `model=hf model.path=<dir>`, `train.max_steps=200`, `output_dir=<dir>`, `resume=true`.
+On-policy distillation with TIP token selection (`trainers.opd`): `distill=opd teacher.path=<dir>
+selection=soft_or`, or `teacher=self teacher.system_prompt="..."`.
 """
 
 from __future__ import annotations
