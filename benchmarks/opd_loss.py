@@ -25,7 +25,8 @@ Columns: fwd+bwd milliseconds (median of --reps after --warmup), peak memory all
 inputs in GiB (gradients included), effective TFLOP/s counting 2 N V (3 H_s + H_t) per loss over
 N rows (plus 2 N V (H_s + H_t) for a token_stats pass), and a status. Each row is also appended
 to benchmarks/results/opd_loss.csv with the device, commit, date and versions (CPU smoke rows go
-to an ignored .tmp file). Anchors that are not installed are reported, not fatal.
+to an ignored .tmp file), and a figure of time and memory per method is written beside the CSV
+(`--plot CSV` redraws it from the newest run in a CSV). Anchors that are not installed are reported, not fatal.
 """
 
 from __future__ import annotations
@@ -293,6 +294,53 @@ def _append_csv(rows, path: Path):
         writer.writerows(rows)
 
 
+def _plot(rows, path: Path) -> None:
+    """Time and peak memory per method, one group of bars per N (log scales: the naive loss is ~50x the rest)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(dict.fromkeys(f"{r['method']}" + (f" {float(r['ratio']):g}" if r["method"] == "ours+select" else "")
+                                for r in rows))
+    sizes = sorted({int(r["N"]) for r in rows})
+    figure, axes = plt.subplots(1, 2, figsize=(15, 4.8))
+    width = 0.8 / len(sizes)
+    for column, (key, title) in enumerate((("ms", "fwd+bwd ms (token_stats: forward)"), ("peak_gib", "peak extra GiB"))):
+        axis, plotted = axes[column], False
+        for index, size in enumerate(sizes):
+            values = []
+            for label in labels:
+                match = [r for r in rows if int(r["N"]) == size and label == r["method"] + (
+                    f" {float(r['ratio']):g}" if r["method"] == "ours+select" else "")]
+                value = match[-1][key] if match else None
+                values.append(float(value) if value not in (None, "") else float("nan"))
+            axis.bar([x + index * width for x in range(len(labels))], values, width, label=f"N={size}")
+            plotted = plotted or any(value > 0 for value in values)
+        axis.set_xticks([x + width * (len(sizes) - 1) / 2 for x in range(len(labels))], labels, rotation=35,
+                        ha="right", fontsize=8)
+        if plotted:  # the CPU smoke run has no allocator peak to draw
+            axis.set_yscale("log")
+        axis.set_title(title + ("" if plotted else ": not measured here"))
+        axis.grid(axis="y", alpha=0.3)
+    axes[0].legend()
+    device = rows[0]["device"]
+    figure.suptitle(f"OPD loss from hidden states, V={rows[0]['V']}, H={rows[0]['H_s']}, {rows[0]['dtype']}, {device}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110, format="png")
+    plt.close(figure)
+
+
+def _latest_run(csv_path: Path) -> list[dict]:
+    """The rows of the newest run (one date) in a results CSV."""
+    with csv_path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise SystemExit(f"{csv_path} holds no rows")
+    newest = max(row["date"] for row in rows)
+    return [row for row in rows if row["date"] == newest]
+
+
 def _parse(argv=None):
     def ints(text):
         return [int(x) for x in text.split(",")]
@@ -315,6 +363,8 @@ def _parse(argv=None):
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--csv", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, default=None, metavar="CSV",
+                        help="only plot the newest run in CSV (beside it, as .png) and exit")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny CPU shapes through the torch path, to exercise this script without a GPU")
     args = parser.parse_args(argv)
@@ -333,10 +383,17 @@ def _parse(argv=None):
 def main(argv=None):
     """Runs the benchmark, prints the table and appends the rows to the CSV file."""
     args = _parse(argv)
+    if args.plot is not None:
+        _plot(_latest_run(args.plot), args.plot.with_suffix(".png"))
+        print(f"figure: {args.plot.with_suffix('.png')}")
+        return []
     rows = run(args)
     _print_table(rows)
     _append_csv(rows, args.csv)
     print(f"appended {len(rows)} rows to {args.csv}")
+    figure = args.csv.with_suffix(".png") if args.csv.suffix == ".csv" else args.csv.with_name(args.csv.name + ".png.tmp")
+    _plot(rows, figure)
+    print(f"figure: {figure}")
     return rows
 
 
