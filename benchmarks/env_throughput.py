@@ -165,11 +165,50 @@ def _write_csv(rows: list[dict]) -> None:
             writer.writerow({**context, **row})
 
 
+def _plot(rows: list[dict], path: Path) -> None:
+    """Steps/s of each icl env that has a TextArena equivalent, beside TextArena's default and raw variants."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [row for row in rows if row.get("textarena_steps_per_s") not in (None, "")]
+    if not rows:
+        return
+    labels = [row["env_id"].removeprefix("icl/") for row in rows]
+    series = (("icl-arena", "icl_steps_per_s"), ("TextArena, default wrappers", "textarena_steps_per_s"),
+              ("TextArena -raw", "textarena_raw_steps_per_s"))
+    figure, axis = plt.subplots(figsize=(max(8, 1.1 * len(rows)), 4.5))
+    for index, (name, key) in enumerate(series):
+        axis.bar([x + 0.27 * index for x in range(len(rows))], [float(row[key]) for row in rows], 0.27, label=name)
+    axis.set_xticks([x + 0.27 for x in range(len(rows))], labels, rotation=30, ha="right", fontsize=8)
+    axis.set_yscale("log")
+    axis.set_ylabel("env steps per second (one core)")
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110, format="png")
+    plt.close(figure)
+
+
+def _newest_rows(path: Path) -> list[dict]:
+    """The newest row of every env id in a results CSV."""
+    with path.open() as handle:
+        newest = {row["env_id"]: row for row in csv.DictReader(handle)}  # rows are appended in time order
+    return list(newest.values())
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="icl env steps/s vs TextArena")
     parser.add_argument("--family", default=None, help="only this catalog family (e.g. bandits)")
     parser.add_argument("--seconds", type=float, default=3.0, help="measurement time per env")
+    parser.add_argument("--plot", action="store_true", help="only redraw the figure from the results CSV")
     args = parser.parse_args(argv)
+    figure = RESULTS.with_suffix(".png")
+    if args.plot:
+        _plot(_newest_rows(RESULTS), figure)
+        print(f"figure: {figure}")
+        return 0
     rows = measure(args.family, args.seconds)
     header = f"{'env id':34} {'icl steps/s':>12} {'TextArena (default)':>28} {'x':>6} {'TextArena -raw':>24} {'x':>6}"
     print(header)
@@ -181,6 +220,8 @@ def main(argv=None) -> int:
             line += f" {row['textarena_raw_steps_per_s']:24.0f} {row['speedup_vs_textarena_raw']:6.1f}"
         print(line)
     _write_csv(rows)
+    _plot(_newest_rows(RESULTS), figure)
+    print(f"figure: {figure}")
     return 0
 
 
