@@ -285,11 +285,27 @@ def _plot(rows: list[dict], references: dict, path: Path) -> None:
 
     labels = [f"{row['rule']}\n{row['ratio']}" for row in rows]
     figure, (score, memory, paper) = plt.subplots(1, 3, figsize=(16, 4.5))
-    score.bar(labels, [row["in_context_regret"] for row in rows], yerr=[row["regret_se"] for row in rows], capsize=4)
-    for (name, reference), style in zip(references.items(), ("--", ":"), strict=True):
-        score.axhline(reference["in_context_regret"], linestyle=style, color="gray", label=name)
+    regrets = [row["in_context_regret"] for row in rows]
+    errors = [row["regret_se"] for row in rows]
+    score.errorbar(range(len(rows)), regrets, yerr=[2 * error for error in errors], fmt="o", capsize=5)
+    score.set_xticks(range(len(rows)), labels)
+    # Zoomed on the rules (their differences are tenths; the references can be far off): a reference
+    # inside the range is a line, one outside is named in the title.
+    low = min(r - 2 * e for r, e in zip(regrets, errors, strict=True))
+    high = max(r + 2 * e for r, e in zip(regrets, errors, strict=True))
+    margin = 0.25 * (high - low) + 0.05
+    score.set_ylim(low - margin, high + margin)
+    outside = []
+    for (name, reference), style in zip(references.items(), ("--", ":", "-."), strict=False):  # up to 3 lines
+        value = reference["in_context_regret"]
+        if low - margin <= value <= high + margin:
+            score.axhline(value, linestyle=style, color="gray", label=name)
+        else:
+            outside.append(f"{name} {value:.2f}")
+    score.set_title("mean +- 2 s.e." + (f"; off scale: {', '.join(outside)}" if outside else ""), fontsize=9)
     score.set_ylabel("held-out in-context regret (lower is better)")
-    score.legend()
+    if len(outside) < len(references):
+        score.legend()
     memory.bar(labels, [row["step_peak_mib"] for row in rows], color="tab:orange")
     memory.set_ylabel("peak memory of one distillation step (MiB)")
     paper.bar(labels, [PAPER_MATH500.get(row["rule"], np.nan) for row in rows], color="tab:green")
@@ -300,6 +316,18 @@ def _plot(rows: list[dict], references: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120, format="png")
     plt.close(figure)
+
+
+def _newest_run(path: Path) -> tuple[list[dict], dict]:
+    """(rule rows, references) of the newest run in a results CSV, numbers as floats."""
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    newest = max(row["date"] for row in rows)
+    numeric = ("in_context_regret", "regret_se", "last_success", "format_error_rate", "step_peak_mib")
+    run_rows = [{**row, **{key: float(row[key]) for key in numeric if row.get(key) not in (None, "")}}
+                for row in rows if row["date"] == newest]
+    references = {row["rule"]: row for row in run_rows if row["ratio"] == ""}  # none in runs before 2026-11-27T06
+    return [row for row in run_rows if row["ratio"] != ""], references
 
 
 def _version(package: str) -> str:
@@ -339,7 +367,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seeds", type=lambda text: tuple(int(x) for x in text.split(",")), default=None)
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/tip_repro"),
                         help="cached teacher and student initialisation, and the runs")
+    parser.add_argument("--plot", type=Path, default=None, metavar="CSV",
+                        help="only redraw the figure of the newest run in CSV (beside it) and exit")
     args = parser.parse_args(argv)
+    if args.plot is not None:
+        rows, references = _newest_run(args.plot)
+        figure = (args.plot.with_name(args.plot.name + ".png.tmp") if args.plot.suffix == ".tmp"  # smoke runs
+                  else args.plot.with_name(f"tip_repro_{rows[0]['scale']}.png"))
+        _plot(rows, references, figure)
+        print(f"figure: {figure}")
+        return rows
     scale_name = "smoke" if args.smoke else args.scale
     scale = SMOKE if args.smoke else SCALES[args.scale]
     scale = replace(scale, steps=args.steps or scale.steps, seeds=args.seeds or scale.seeds)
@@ -360,6 +397,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    f"{row['train_s']:.0f} s, step peak {row['step_peak_mib']:.1f} MiB (appended to {results})")
 
     rows, references = run(scale, scale_name, args.output_dir / scale_name, on_row=record)
+    # The references go into the CSV too (rule = their name, no ratio), so `--plot` can redraw the figure.
+    _append_csv([{"rule": name, "ratio": "", **reference} for name, reference in references.items()], meta, results)
     _print_table(rows, references)
     print("\nClosing note (the paper's shape, in held-out regret):")
     for line in _verdict(rows):
