@@ -326,7 +326,7 @@ def _newest_run(path: Path) -> tuple[list[dict], dict]:
     numeric = ("in_context_regret", "regret_se", "last_success", "format_error_rate", "step_peak_mib")
     run_rows = [{**row, **{key: float(row[key]) for key in numeric if row.get(key) not in (None, "")}}
                 for row in rows if row["date"] == newest]
-    references = {row["rule"]: row for row in run_rows if row["ratio"] == ""}  # none in runs before 2026-11-27T06
+    references = {row["rule"]: row for row in run_rows if row["ratio"] == ""}  # older runs have none
     return [row for row in run_rows if row["ratio"] != ""], references
 
 
