@@ -19,7 +19,6 @@ import dataclasses
 import datetime
 import importlib.util
 import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -29,6 +28,7 @@ import numpy as np
 
 import agents
 import envs
+from benchmarks.provenance import append_csv, commit
 
 RESULTS = Path(__file__).parent / "results" / "env_throughput.csv"
 
@@ -124,13 +124,6 @@ def _time_textarena(equivalent: Equivalent, seconds: float, raw: bool, seed: int
     return steps / env_time, steps
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return ""
-
-
 def measure(family: str | None, seconds: float) -> list[dict]:
     """One row per icl id of `family` (all when None); TextArena columns where an equivalent exists."""
     has_textarena = importlib.util.find_spec("textarena") is not None
@@ -152,17 +145,10 @@ def measure(family: str | None, seconds: float) -> list[dict]:
 
 
 def _write_csv(rows: list[dict]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    context = {"date": datetime.date.today().isoformat(), "commit": _commit(), "machine": platform.machine(),
+    context = {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": platform.machine(),
                "python": platform.python_version(), "gymnasium": gym.__version__}
     columns = list(context) + sorted({key for row in rows for key in row})
-    new = not RESULTS.exists()
-    with RESULTS.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({**context, **row})
+    append_csv(RESULTS, ({**context, **row} for row in rows), columns)
 
 
 def _plot(rows: list[dict], path: Path) -> None:

@@ -22,10 +22,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
 import datetime  # noqa: E402
 import platform  # noqa: E402
-import subprocess  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -33,6 +31,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 import trl  # noqa: E402
 
+from benchmarks.provenance import append_csv, commit  # noqa: E402
 from trainers.checkpointing import IMITATION_DIR  # noqa: E402
 from trainers.evaluation import episode_table, evaluate_baseline, evaluate_model, summarize  # noqa: E402
 from trainers.orbit import load_policy, make_hf_agent, train  # noqa: E402
@@ -45,13 +44,6 @@ FORMAT_ERROR_TARGET = 0.01
 BASELINES = (("Thompson, memory", "thompson", {"memory": True}),
              ("Thompson, memoryless", "thompson", {"memory": False}),
              ("uniform", "uniform", {}))
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def _cells(rows: list[dict]) -> tuple[list[str], float]:
@@ -95,23 +87,18 @@ def print_table(results: list[dict], trials: int) -> None:
 
 def write_csv(results: list[dict], context: dict) -> Path:
     """Append one row per (policy, decoding) to `benchmarks/results/learning_bandit.csv`."""
-    RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "learning_bandit.csv"
     episodes = len(episode_table(results[0]["rows"]))
     fields = [*context, "policy", "decoding", *(f"regret_ep{k + 1}" for k in range(episodes)),
               *(f"se_ep{k + 1}" for k in range(episodes)), "format_error_rate"]
-    new = not path.exists()
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        if new:
-            writer.writeheader()
-        for result in results:
-            table = episode_table(result["rows"])
-            row = {**context, "policy": result["policy"], "decoding": result["decoding"],
-                   "format_error_rate": f"{summarize(result['rows'])['eval/format_error_rate']:.5f}"}
-            for k, (mean, error) in enumerate(table):
-                row[f"regret_ep{k + 1}"], row[f"se_ep{k + 1}"] = f"{mean:.3f}", f"{error:.3f}"
-            writer.writerow(row)
+    rows = []
+    for result in results:
+        row = {**context, "policy": result["policy"], "decoding": result["decoding"],
+               "format_error_rate": f"{summarize(result['rows'])['eval/format_error_rate']:.5f}"}
+        for k, (mean, error) in enumerate(episode_table(result["rows"])):
+            row[f"regret_ep{k + 1}"], row[f"se_ep{k + 1}"] = f"{mean:.3f}", f"{error:.3f}"
+        rows.append(row)
+    append_csv(path, rows, fields)
     return path
 
 
@@ -168,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(config.train.cpu_threads)
     results = evaluate_all(config, run_dir, args.trials)
     print_table(results, args.trials)
-    context = {"date": datetime.date.today().isoformat(), "commit": _commit(),
+    context = {"date": datetime.date.today().isoformat(), "commit": commit(),
                "device": "cuda" if torch.cuda.is_available() else f"cpu x{os.cpu_count()} ({platform.machine()})",
                "torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
                "threads": config.train.cpu_threads, "trials": args.trials, "run_dir": str(run_dir),

@@ -34,9 +34,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import importlib.metadata
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -45,6 +43,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 import kernels
+from benchmarks.provenance import append_csv, commit, version
 
 RESULTS = Path(__file__).parent / "results"
 ALL_METHODS = ["naive", "checkpoint", "liger_fused_jsd", "liger_chunked", "trl_chunked",
@@ -196,25 +195,6 @@ def _flops(name, ratio, num_rows, vocab, h_s, h_t):
     return {"token_stats": stats, "ours+select": stats + loss}.get(name, 2 * num_rows * vocab * (3 * h_s + h_t))
 
 
-def _version(package):
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _commit():
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "kernels", "benchmarks/opd_loss.py"],
-                               cwd=root, capture_output=True, text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _status(error: BaseException) -> str:
     if isinstance(error, torch.OutOfMemoryError):
         return "OOM"
@@ -228,9 +208,9 @@ def run(args) -> list[dict]:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     torch.backends.cuda.matmul.allow_tf32 = True  # as the anchors run in training
     meta = dict(
-        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), commit=_commit(),
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), commit=commit(["kernels", "benchmarks/opd_loss.py"]),
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        torch=torch.__version__, triton=_version("triton"), liger_kernel=_version("liger-kernel"), trl=_version("trl"),
+        torch=torch.__version__, triton=version("triton"), liger_kernel=version("liger-kernel"), trl=version("trl"),
     )
     print(" ".join(f"{k}={v}" for k, v in meta.items()), flush=True)
     impl = args.impl
@@ -282,16 +262,6 @@ def _print_table(rows):
         for r in sel if full else []:
             print(f"N={num_rows}: ours+select ratio {r['ratio']} takes {r['ms'] / full[0]['ms']:.2f}x "
                   "the full-selection ours time")
-
-
-def _append_csv(rows, path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
 
 
 def _plot(rows, path: Path) -> None:
@@ -389,7 +359,7 @@ def main(argv=None):
         return []
     rows = run(args)
     _print_table(rows)
-    _append_csv(rows, args.csv)
+    append_csv(args.csv, rows, CSV_FIELDS)
     print(f"appended {len(rows)} rows to {args.csv}")
     figure = args.csv.with_suffix(".png") if args.csv.suffix == ".csv" else args.csv.with_name(args.csv.name + ".png.tmp")
     _plot(rows, figure)

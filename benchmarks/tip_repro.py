@@ -33,10 +33,8 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import importlib.metadata
 import os
 import statistics
-import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,6 +47,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
+
+from benchmarks.provenance import append_csv, commit, version  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 # (rule, ratio) in the order; the paper's MATH-500 score for Qwen3-8B -> 4B (TIP v4) where it has one.
@@ -330,32 +330,10 @@ def _newest_run(path: Path) -> tuple[list[dict], dict]:
     return [row for row in run_rows if row["ratio"] != ""], references
 
 
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _commit() -> str:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _append_csv(rows: list[dict], meta: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({**meta, **{key: round(value, 4) if isinstance(value, float) else value
-                                        for key, value in row.items()}})
+    rounded = ({key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}
+               for row in rows)
+    append_csv(path, ({**meta, **row} for row in rounded), CSV_FIELDS)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -382,9 +360,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     scale = replace(scale, steps=args.steps or scale.steps, seeds=args.seeds or scale.seeds)
     torch.set_num_threads(min(torch.get_num_threads(), 2) if scale_name != "gpu" else torch.get_num_threads())
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    meta = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), commit=_commit(),
+    meta = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), commit=commit(),
                 device=torch.cuda.get_device_name(0) if device == "cuda" else "cpu", torch=torch.__version__,
-                transformers=_version("transformers"), trl=_version("trl"), scale=scale_name,
+                transformers=version("transformers"), trl=version("trl"), scale=scale_name,
                 teacher=f"tiny-{scale.teacher_size} sft {scale.teacher_sft_steps}",
                 student=f"tiny-{scale.student_size} sft {scale.student_sft_steps}",
                 seeds=" ".join(map(str, scale.seeds)), steps=scale.steps, eval_trials=scale.eval_trials)
