@@ -39,7 +39,7 @@ import kernels
 from agents.context import DEFAULT_SYSTEM_PROMPT
 from trainers import tip
 from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig, check_opd
-from trainers.orbit import OrbitTrainer
+from trainers.orbit_trainer import OrbitTrainer
 
 __all__ = [
     "OPDTrainer",
