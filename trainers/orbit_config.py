@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional, Sequence
 from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig, check_opd, register_opd_configs
 
 __all__ = [
+    "AceConfig",
     "EnvConfig",
     "ModelConfig",
     "TrainConfig",
@@ -138,6 +139,20 @@ class ModelConfig:
 
 
 @dataclass
+class AceConfig:
+    """ACE's confidence-aware penalty of negative advantages (`trainers.ace`, arXiv 2602.21420)."""
+
+    #: Strength alpha of A (1 + alpha softplus(c)) for negative advantages; 0 turns ACE off. The paper's
+    #: value is not known (seed_methods.md section 3); 1.0 is the documented default of our reconstruction.
+    alpha: float = 0.0
+    #: Confidence c as the token mean of the log-ratio over the trial's agent tokens instead of its sum.
+    length_norm: bool = False
+
+    def __post_init__(self):
+        _at_least("train.ace.alpha", self.alpha, 0)
+
+
+@dataclass
 class TrainConfig:
     """Imitation warm start, ORBIT's GRPO, evaluation and checkpoint cadence."""
 
@@ -207,6 +222,14 @@ class TrainConfig:
     save_total_limit: int = 2
     #: torch CPU threads (the project's CPU runs use 2 cores).
     cpu_threads: int = 2
+    #: Paced: scale each trial's GRPO advantage by w = p(1 - p) of its group's pass rate p, normalised to
+    #: mean 1 over the batch (`trainers.paced`).
+    pace: bool = False
+    #: Paced: a trial succeeds when its in-context regret is at most this (regret tasks); null: when its
+    #: final episode succeeded.
+    pace_success: Optional[float] = None
+    #: ACE: confidence-aware negative advantages (`train.ace.alpha=1.0`).
+    ace: AceConfig = field(default_factory=AceConfig)
 
     def __post_init__(self):
         _allowed("train.init", self.init, INIT_MODES)
