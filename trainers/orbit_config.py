@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig, check_opd, register_opd_configs
+from trainers.optim_config import OptimConfig, register_optim_configs
 
 __all__ = [
     "AceConfig",
@@ -275,6 +276,8 @@ class OrbitConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     #: TIP token selection of the distillation loss (`selection=soft_or`, ...).
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    #: The optimizer of imitation and RL (`optim=asgld|asg|agld|adamw`, `trainers.optim`).
+    optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self):
         check_opd(self.distill, self.teacher, self.selection)
@@ -312,7 +315,8 @@ def load_config(overrides: Sequence[str] = ()) -> OrbitConfig:
 def _reject_unknown_keys(composed: Any) -> None:
     """A key forced in with `+key=value` would be dropped silently by the dataclass; refuse it instead."""
     sections = {"": OrbitConfig, "env": EnvConfig, "model": ModelConfig, "train": TrainConfig,
-                "distill": DistillConfig, "teacher": TeacherConfig, "selection": SelectionConfig}
+                "distill": DistillConfig, "teacher": TeacherConfig, "selection": SelectionConfig,
+                "optim": OptimConfig}
     for section, schema in sections.items():
         node = composed[section] if section else composed
         known = {field.name for field in dataclasses.fields(schema)}
@@ -342,3 +346,4 @@ def register_configs() -> None:
 
     ConfigStore.instance().store(name="orbit_schema", node=OrbitConfig)
     register_opd_configs()
+    register_optim_configs()

@@ -182,6 +182,23 @@ class OrbitTrainer(GRPOTrainer):
                 batch[name] = [row[name] for row in inputs]
         return self.shape_advantages(batch)
 
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        """transformers' AdamW for `optim=adamw`; otherwise `trainers.optim`'s optimizer with the same parameter
+        groups (weight decay off for biases and norms) and `train.lr`."""
+        if self.orbit_config.optim.name == "adamw" or self.optimizer is not None:
+            return super().create_optimizer(model)
+        from trainers.optim import build_optimizer
+
+        opt_model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(opt_model))
+        groups = [{"params": [parameter for name, parameter in opt_model.named_parameters()
+                              if parameter.requires_grad and (name in decay) == decayed],
+                   "weight_decay": self.args.weight_decay if decayed else 0.0} for decayed in (True, False)]
+        self.optimizer = build_optimizer(self.orbit_config.optim, [group for group in groups if group["params"]],
+                                         lr=self.args.learning_rate, weight_decay=self.args.weight_decay,
+                                         seed=self.args.seed)
+        return self.optimizer
+
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         """A card naming the local base model and the run; TRL's links a Hub id ("[None]" for a local model)."""
         config = self.orbit_config
