@@ -229,7 +229,7 @@ def test_paired_comparison_on_constructed_rows():
         assert difference["ci_high"] - 0.5 == pytest.approx(6.3531, abs=1e-3)
     # Suite, normalised: A [1, 0], B [1 - 1, 1 - (-1)] = [0, 2] -> 0.75 (stratified bootstrap interval).
     assert result["suite"]["mean"] == 0.75 and result["suite"]["method"] == "bootstrap"
-    assert "| suite (normalised) | 4 |" in compare_markdown({"s": result})
+    assert "| suite (normalised, 2 envs) | 4 |" in compare_markdown({"s": result})
     # The same agent twice differs by exactly zero; unknown agents are a clear error.
     assert compare(tables, rows, "strong", "strong")["s"]["suite"]["mean"] == 0.0
     with pytest.raises(ValueError, match="no trial in common"):
