@@ -183,20 +183,12 @@ class OrbitTrainer(GRPOTrainer):
         return self.shape_advantages(batch)
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
-        """transformers' AdamW for `optim=adamw`; otherwise `trainers.optim`'s optimizer with the same parameter
-        groups (weight decay off for biases and norms) and `train.lr`."""
+        """transformers' AdamW for `optim=adamw`; otherwise `trainers.optim`'s (`trainer_optimizer`)."""
         if self.orbit_config.optim.name == "adamw" or self.optimizer is not None:
             return super().create_optimizer(model)
-        from trainers.optim import build_optimizer
+        from trainers.optim import trainer_optimizer
 
-        opt_model = self.model if model is None else model
-        decay = set(self.get_decay_parameter_names(opt_model))
-        groups = [{"params": [parameter for name, parameter in opt_model.named_parameters()
-                              if parameter.requires_grad and (name in decay) == decayed],
-                   "weight_decay": self.args.weight_decay if decayed else 0.0} for decayed in (True, False)]
-        self.optimizer = build_optimizer(self.orbit_config.optim, [group for group in groups if group["params"]],
-                                         lr=self.args.learning_rate, weight_decay=self.args.weight_decay,
-                                         seed=self.args.seed)
+        self.optimizer = trainer_optimizer(self, self.orbit_config.optim, model)
         return self.optimizer
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
