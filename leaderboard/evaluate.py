@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import agents
 import envs  # noqa: F401  (registers the icl/ ids in this process and in every spawned worker)
 from leaderboard.evaluate_config import (
     AgentConfig,
+    AgentRole,
     BaselineAgentConfig,
     EvaluateConfig,
     HFAgentConfig,
@@ -46,7 +47,7 @@ from leaderboard.metadata import agent_metadata
 from leaderboard.results import ResultsFile, RowKey, make_row
 from leaderboard.suites import SuiteRun, merge_suite_definitions, resolve_suite
 
-__all__ = ["TrialJob", "evaluate", "agent_hash", "build_agent", "plan_jobs", "run_trial", "main"]
+__all__ = ["TrialJob", "evaluate", "agent_hash", "build_agent", "memory_twin", "plan_jobs", "run_trial", "main"]
 
 # Keys that select or label an agent but do not change how it plays, so they stay out of its hash.
 _NON_BEHAVIOUR_KEYS = ("name", "role", "envs", "exclude_envs", "batch_size")
@@ -309,8 +310,26 @@ def evaluate(config: EvaluateConfig) -> Path:
     finally:
         _MODEL_AGENTS.clear()  # a multirun's next agent should not find this one's weights still loaded
     print(f"{results.path}: {len(results.rows)} rows")
+    twin = memory_twin(config.agent) if config.memory_score else None
+    if twin is not None:  # the same trials with the agent's memory removed; that run prints the summary
+        return evaluate(replace(config, agent=twin, memory_score=False))
     _print_summary(output_dir, {run.name for run in runs})
     return results.path
+
+
+def memory_twin(config: AgentConfig) -> AgentConfig | None:
+    """The agent without memory across episodes, named `<name>_memoryless` (None when it has none to remove).
+
+    A baseline restarts its statistics every episode (`memory: false`); a model agent sees only the
+    current episode (`context: last_episode`).
+    """
+    if isinstance(config, BaselineAgentConfig):
+        changes = {"memory": False} if config.memory else None
+    else:
+        changes = {"context": "last_episode"} if getattr(config, "context", "last_episode") != "last_episode" else None
+    if changes is None:
+        return None
+    return replace(config, name=f"{config.name}_memoryless", role=AgentRole.memoryless, **changes)
 
 
 def _print_summary(output_dir: Path, suites: set[str]) -> None:

@@ -295,6 +295,9 @@ class EvaluateConfig:
     chunk_size: Optional[int] = None
     #: Show a progress bar per suite.
     progress: bool = True
+    #: Also play the agent's memoryless twin on the same trials (`<name>_memoryless`: `memory: false` for a
+    #: baseline, `context: last_episode` for a model), so the leaderboard shows the gain memory brings.
+    memory_score: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("evaluate", "trials", self.trials, allow_none=True)

@@ -281,7 +281,8 @@ def compare_markdown(comparison: dict) -> str:
         lines += [f"## {suite}: {key_a} vs {key_b} ({data['rank_by']}; difference = A - B, positive = A better)", ""]
         cells = [[label, str(env["pairs"]), f"{env['mean_a']:.3g}", f"{env['mean_b']:.3g}", _format_dict_interval(env["difference"])]
                  for label, env in data["per_env"].items()]
-        cells.append(["suite (normalised)", str(sum(env["pairs"] for env in data["per_env"].values())), "", "",
+        envs = len(data["per_env"])
+        cells.append([f"suite (normalised, {envs} env{'s' * (envs > 1)})", str(sum(env["pairs"] for env in data["per_env"].values())), "", "",
                       _format_dict_interval(data["suite"])])
         lines += _markdown_table(["env", "pairs", "A", "B", "A - B"], cells) + [""]
     return "\n".join(lines)
