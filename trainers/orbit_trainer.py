@@ -22,6 +22,7 @@ from trainers.orbit_config import OrbitConfig
 from trainers.rewards import reward_function
 from trainers.rollout import OrbitRollout
 from trainers.tasks import TaskPool
+from trainers.turns import annotator_for
 
 __all__ = ["OrbitTrainer", "grpo_args", "task_dataset", "make_hf_agent", "load_policy"]
 
@@ -125,7 +126,8 @@ class OrbitTrainer(GRPOTrainer):
     ):
         self.orbit_config = config
         rollout = OrbitRollout(pool, make_agent or (lambda policy: make_hf_agent(policy, tokenizer, config)),
-                               mask_truncated=config.train.mask_truncated)
+                               mask_truncated=config.train.mask_truncated, annotate=annotator_for(config))
+        self.orbit_rollout = rollout
         super().__init__(
             model=model,
             reward_funcs=list(reward_funcs or [reward_function(config.env.reward)]),
@@ -154,6 +156,22 @@ class OrbitTrainer(GRPOTrainer):
 
     def _compute_loss(self, model, inputs):
         return self.compute_policy_loss(model, inputs)
+
+    def shape_advantages(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Called once per generation batch, after TRL's scoring (`_generate_and_score_completions`),
+        with TRL's batch dict (advantages of shape (B,) plus the rollout's extra fields). Returns the
+        (possibly modified) dict. Default: per-episode (B, T) advantages with `train.credit=episode`
+        (`trainers.credit`), else unchanged."""
+        if self.orbit_config.train.credit == "episode":
+            from trainers.credit import apply_episode_credit
+
+            return apply_episode_credit(self, inputs)
+        return inputs
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        output.update(self.orbit_rollout.last_fields)  # lists, shuffled and split with TRL's tensors
+        return self.shape_advantages(output)
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         """A card naming the local base model and the run; TRL's links a Hub id ("[None]" for a local model)."""
