@@ -108,6 +108,9 @@ class TeacherConfig:
     #: Teacher of the agent tokens an `oracle` has no distribution for: `none` (no loss) or `self`
     #: (the student's frozen initial weights).
     outside: str = "none"
+    #: Temperature of an `oracle`'s action distribution, q(a) proportional to P(a)^(1 / T): 1 keeps the
+    #: oracle's own distribution, below 1 sharpens it towards its mode (0.05: nearly its argmax).
+    oracle_temperature: float = 1.0
     #: Mass an `oracle` teacher spreads uniformly over the vocabulary, q' = (1 - e) q + e / V, so that
     #: reverse KL stays finite where the student puts mass off the oracle's few tokens.
     smoothing: float = 1e-4
@@ -120,11 +123,14 @@ class TeacherConfig:
         if not 0.0 < self.smoothing < 1.0:
             raise ValueError(f"teacher.smoothing={self.smoothing!r} must lie in (0, 1) (reverse KL to a teacher "
                              "with zeros is infinite)")
+        if not self.oracle_temperature > 0.0:
+            raise ValueError(f"teacher.oracle_temperature={self.oracle_temperature!r} must be > 0 (1 keeps the "
+                             "oracle's distribution, smaller values sharpen it)")
         if self.privileged and self.kind != "self":
             raise ValueError(f"teacher.privileged=true needs teacher=self (got teacher.kind={self.kind}): the "
                              "student's own weights read the hidden task in their prompt")
-        if self.kind != "oracle" and (self.agent is not None or self.outside != "none"):
-            raise ValueError(f"teacher.agent and teacher.outside belong to teacher=oracle (got teacher.kind="
+        if self.kind != "oracle" and (self.agent is not None or self.outside != "none" or self.oracle_temperature != 1.0):
+            raise ValueError(f"teacher.agent, teacher.outside and teacher.oracle_temperature belong to teacher=oracle (got teacher.kind="
                              f"{self.kind}); drop them or use teacher=oracle")
 
 

@@ -19,6 +19,7 @@ batch is played it adds, per trial, the fields the configured features need:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -28,7 +29,7 @@ import agents
 from agents.rollout import agent_seed
 from agents.tokens import TokenTrial
 
-__all__ = ["TurnLog", "replay", "describe_task", "TrialAnnotator", "annotator_for"]
+__all__ = ["TurnLog", "replay", "describe_task", "sharpen", "TrialAnnotator", "annotator_for"]
 
 
 @dataclass
@@ -96,21 +97,37 @@ def describe_task(env: gym.Env, task: Any) -> str:
     return str(describe(task))
 
 
+def sharpen(distribution: dict[str, float], temperature: float) -> dict[str, float]:
+    """q(a) proportional to P(a)^(1 / T), computed in log space (T = 1 returns the distribution unchanged).
+
+    Example:
+        >>> sharpen({"a": 0.8, "b": 0.2}, 0.5)  # 0.64 : 0.04
+        {'a': 0.9411764705882353, 'b': 0.058823529411764705}
+    """
+    if temperature == 1.0:
+        return distribution
+    logs = {action: math.log(p) / temperature for action, p in distribution.items() if p > 0}
+    top = max(logs.values())
+    weights = {action: math.exp(value - top) for action, value in logs.items()}
+    total = sum(weights.values())
+    return {action: weight / total for action, weight in weights.items()}
+
+
 class TrialAnnotator:
     """The rollout's `annotate` hook: per-trial fields computed from each trial's replayed `TurnLog`.
 
     Args:
-        tokenizer: The policy's tokenizer (the oracle's action texts are encoded with it).
-        oracle: Add `oracle_targets` (needs `encode` and `end_of_turn_id` from the agent's chat format).
+        oracle: Add `oracle_targets` (the action texts are encoded with the playing agent's chat format).
         task_description: Add `task_description`.
         episodes: Add `turn_episodes` and `oracle_episode_return`.
         oracle_agent: Baseline name of the oracle; None picks the family default (`default_sft_agent`).
+        oracle_temperature: T of q(a) proportional to P(a)^(1 / T) (`teacher.oracle_temperature`).
     """
 
     def __init__(self, *, oracle: bool = False, task_description: bool = False, episodes: bool = False,
-                 oracle_agent: str | None = None):
+                 oracle_agent: str | None = None, oracle_temperature: float = 1.0):
         self.oracle, self.task_description, self.episodes = oracle, task_description, episodes
-        self.oracle_agent = oracle_agent
+        self.oracle_agent, self.oracle_temperature = oracle_agent, float(oracle_temperature)
 
     def _oracle_for(self, env_id: str) -> Any:
         from trainers.sft import default_sft_agent
@@ -137,7 +154,7 @@ class TrialAnnotator:
                     oracles[env_id] = self._oracle_for(env_id)
                 oracle = oracles[env_id]
                 oracle.reset(seed=agent_seed(seed))
-                distributions = [oracle.action_distribution(observation, info)
+                distributions = [sharpen(oracle.action_distribution(observation, info), self.oracle_temperature)
                                  for observation, info in zip(log.observations, log.infos, strict=True)]
                 fields.setdefault("oracle_targets", []).append(
                     action_token_targets(trial, distributions, agent.chat.encode, agent.chat.end_of_turn_id))
@@ -161,4 +178,5 @@ def annotator_for(config: Any) -> TrialAnnotator | None:
     episodes = config.train.credit == "episode"
     if not (oracle or privileged or episodes):
         return None
-    return TrialAnnotator(oracle=oracle, task_description=privileged, episodes=episodes, oracle_agent=teacher.agent)
+    return TrialAnnotator(oracle=oracle, task_description=privileged, episodes=episodes, oracle_agent=teacher.agent,
+                          oracle_temperature=teacher.oracle_temperature)

@@ -23,6 +23,8 @@ FAMILIES = [
     ("icl/Mastermind-Easy-v0", "oracle"),
     ("icl/Wordle-Easy-v0", "oracle"),
     ("icl/PartialMaze-Medium-v0", "oracle"),
+    ("icl/BernoulliBandit-Meta-v0", "thompson_reasoning"),
+    ("icl/Mastermind-Easy-v0", "oracle_reasoning"),
 ]
 
 
@@ -149,3 +151,20 @@ def test_a_family_without_distribution_says_so():
     observation, info = gym.make("icl/Hangman-Easy-v0").reset(seed=0)
     with pytest.raises(NotImplementedError, match="HangmanSolver has no action distribution"):
         agent.action_distribution(observation, info)
+
+
+def test_reasoning_formats_state_the_agents_own_bookkeeping():
+    env_id = "icl/BernoulliBandit-Meta-v0"
+    record = agents.play_trial(gym.make(env_id), agents.baseline("thompson_reasoning", env_id), seed=4,
+                               keep_transcript=True)
+    assert record["format_errors"] == 0 and record["steps"] == 60  # the env reads the boxed arm only
+    pulls = [0] * 5
+    for (_, answer), arm in zip(record["transcript"][:-1], record["arms"], strict=True):
+        assert answer.startswith(f"n {' '.join(map(str, pulls))}; best ") and answer.endswith(f"\\boxed{{{arm}}}")
+        pulls[arm] += 1
+    assert "thompson_reasoning" not in agents.baseline_names(env_id)  # a transcript format, not a leaderboard row
+    env_id = "icl/Mastermind-Easy-v0"
+    record = agents.play_trial(gym.make(env_id), agents.baseline("oracle_reasoning", env_id), seed=4,
+                               keep_transcript=True)
+    assert record["transcript"][0][1].startswith("30 codes left. \\boxed{")  # 6 x 5 codes of two distinct digits
+    assert record["format_errors"] == 0 and record["episode_successes"][-1]

@@ -219,7 +219,7 @@ def test_teacher_settings_name_the_key():
 
     with pytest.raises(ValueError, match="teacher.privileged=true needs teacher=self"):
         TeacherConfig(privileged=True)
-    with pytest.raises(ValueError, match="teacher.agent and teacher.outside belong to teacher=oracle"):
+    with pytest.raises(ValueError, match="teacher.agent, teacher.outside and teacher.oracle_temperature belong to teacher=oracle"):
         TeacherConfig(kind="self", system_prompt="x", outside="self")
     with pytest.raises(ValueError, match="allowed: none, self"):
         TeacherConfig(kind="oracle", outside="model")
