@@ -156,6 +156,24 @@ class GenerationBackend(Protocol):
     ) -> list[Generation]: ...
 
 
+_REMOTE_STEPPERS: Any = None  # a thread pool, made on first use by envs hosted elsewhere
+
+
+def _each_env(envs: list[Any], arguments: list[dict], method: str) -> list[Any]:
+    """`env.<method>(**arguments[i])` for each env, in order; concurrently when every env reports
+    `steps_remotely` (e.g. `trainers.ray_envs.RemoteEnv`), whose calls spend their time waiting."""
+    if len(envs) > 1 and all(getattr(env.unwrapped, "steps_remotely", False) for env in envs):
+        global _REMOTE_STEPPERS
+        if _REMOTE_STEPPERS is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _REMOTE_STEPPERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="remote-env")
+        calls = [_REMOTE_STEPPERS.submit(getattr(env, method), **kwargs)
+                 for env, kwargs in zip(envs, arguments, strict=True)]
+        return [call.result() for call in calls]
+    return [getattr(env, method)(**kwargs) for env, kwargs in zip(envs, arguments, strict=True)]
+
+
 class _TrialState:
     """One trial in flight: its history, its token record, and the ids the backend has not seen yet."""
 
@@ -343,8 +361,8 @@ class TokenAgent:
         settings = replace(self.settings, greedy=bool(greedy))
         fresh = self.context != "full"
         trials = []
-        for env, seed in zip(envs, seeds, strict=True):
-            observation, info = env.reset(seed=int(seed))
+        resets = _each_env(list(envs), [{"seed": int(seed)} for seed in seeds], "reset")
+        for (observation, info), seed in zip(resets, seeds, strict=True):
             trial = _TrialState(self.chat, self.context, int(seed), info)
             trial.observe(observation, info)
             trials.append(trial)
@@ -366,9 +384,11 @@ class TokenAgent:
             inputs = [trials[index].pending for index in runnable]
             generations = self.backend.generate(runnable, inputs, fresh=fresh, settings=settings)
             active = []
-            for index, generation in zip(runnable, generations, strict=True):
+            actions = [{"action": trials[index].add_generation(generation)}
+                       for index, generation in zip(runnable, generations, strict=True)]
+            steps = _each_env([envs[index] for index in runnable], actions, "step")
+            for index, (observation, _, terminated, truncated, info) in zip(runnable, steps, strict=True):
                 trial = trials[index]
-                observation, _, terminated, truncated, info = envs[index].step(trial.add_generation(generation))
                 done = bool(terminated or truncated)
                 trial.recorder.step(info, done)
                 if not done:

@@ -145,6 +145,36 @@ class ModelConfig:
         _at_least("model.max_new_tokens", self.max_new_tokens, 1)
 
 
+# ----------------------------------------------------------------- scale-out: envs on Ray actors
+ENV_EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class RayEnvConfig:
+    """`train.env_executor=ray`: the cluster and the env-hosting actors (`trainers.ray_envs`)."""
+
+    #: Cluster to join (`auto`, `<host>:<port>`, `ray://<host>:<port>`); null starts a local instance.
+    address: Optional[str] = None
+    #: CPUs of the local instance (null: all); only without `train.ray.address`.
+    num_cpus: Optional[int] = None
+    #: Env-hosting actors (null: the cluster's CPUs / cpus_per_actor); each holds many envs.
+    env_actors: Optional[int] = None
+    #: CPUs each env-hosting actor reserves.
+    cpus_per_actor: float = 1.0
+    #: Times one env is rebuilt and replayed after losing its actor before the rollout fails.
+    max_retries: int = 3
+
+    def check(self) -> None:
+        """Reject bad values, naming the key."""
+        if self.address is not None and self.num_cpus is not None:
+            raise ValueError(f"train.ray.num_cpus sizes a local instance; drop it with train.ray.address={self.address!r}")
+        _at_least("train.ray.num_cpus", self.num_cpus, 1, optional=True)
+        _at_least("train.ray.env_actors", self.env_actors, 1, optional=True)
+        _at_least("train.ray.max_retries", self.max_retries, 0)
+        if not self.cpus_per_actor > 0:
+            raise ValueError(f"train.ray.cpus_per_actor={self.cpus_per_actor!r} must be > 0")
+
+
 @dataclass
 class AceConfig:
     """ACE's confidence-aware penalty of negative advantages (`trainers.ace`, arXiv 2602.21420)."""
@@ -244,6 +274,11 @@ class TrainConfig:
     credit_gamma: float = 0.0
     #: Per-episode baseline: `group` (the group's mean G_e) or `oracle` (the oracle's discounted per-episode reward).
     credit_baseline: str = "group"
+    # --- scale-out (trainers.ray_envs)
+    #: Where rollout envs step: `local` (in the trainer process) or `ray` (on Ray actors, see `train.ray`).
+    env_executor: str = "local"
+    #: The Ray cluster of `train.env_executor=ray`.
+    ray: RayEnvConfig = field(default_factory=RayEnvConfig)
 
     def __post_init__(self):
         _allowed("train.init", self.init, INIT_MODES)
@@ -265,6 +300,8 @@ class TrainConfig:
         for key in ("sft_lr", "lr", "max_grad_norm", "adam_epsilon", "temperature"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"train.{key}={getattr(self, key)!r} must be > 0")
+        _allowed("train.env_executor", self.env_executor, ENV_EXECUTORS)
+        self.ray.check()
         batch = self.tasks_per_step * self.num_generations
         if batch % self.micro_batches:
             raise ValueError(

@@ -19,6 +19,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from agents.hf_agent import HFAgent
 from trainers.orbit_config import OrbitConfig
+from trainers.ray_envs import make_env_factory
 from trainers.rewards import reward_function
 from trainers.rollout import OrbitRollout
 from trainers.tasks import TaskPool
@@ -126,7 +127,8 @@ class OrbitTrainer(GRPOTrainer):
     ):
         self.orbit_config = config
         rollout = OrbitRollout(pool, make_agent or (lambda policy: make_hf_agent(policy, tokenizer, config)),
-                               mask_truncated=config.train.mask_truncated, annotate=annotator_for(config))
+                               mask_truncated=config.train.mask_truncated, annotate=annotator_for(config),
+                               make_env=make_env_factory(config))
         self.orbit_rollout = rollout
         super().__init__(
             model=model,

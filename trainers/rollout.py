@@ -118,6 +118,8 @@ class OrbitRollout:
         on_metrics: receives `rollout/...` metrics of every call (the trainer logs them).
         annotate: `annotate(trials, tasks, envs, seeds, agent) -> {field: one value per trial}`, extra
             per-trial fields added to every call's output (`trainers.turns.TrialAnnotator`).
+        make_env: builds a task source's env (default `source.make()`; `trainers.ray_envs` hosts them on
+            Ray actors for `train.env_executor=ray`).
 
     Attributes:
         last_fields: the per-trial fields of the latest call besides TRL's token lists (`EXTRA_FIELDS` and
@@ -132,8 +134,10 @@ class OrbitRollout:
         mask_truncated: bool = False,
         on_metrics: Callable[[dict[str, float]], None] | None = None,
         annotate: Callable[..., dict[str, list]] | None = None,
+        make_env: Callable[[Any], gym.Env] | None = None,
     ):
         self.pool = pool
+        self.make_env = make_env or (lambda source: source.make())
         self.make_agent = make_agent
         self.mask_truncated = bool(mask_truncated)
         self.on_metrics = on_metrics
@@ -153,7 +157,7 @@ class OrbitRollout:
         """A reusable env of `task`'s source (slot-th of this call), built once."""
         envs_of_source = self._envs[task.source.name]
         while len(envs_of_source) <= slot:
-            envs_of_source.append(task.source.make())
+            envs_of_source.append(self.make_env(task.source))
         env = envs_of_source[slot]
         if task.source.name not in self._episodes:
             self._episodes[task.source.name] = _episodes_of(env)
