@@ -42,6 +42,7 @@ from leaderboard.evaluate_config import (
     register_configs,
 )
 from leaderboard.executors import SerialExecutor, make_executor
+from leaderboard.metadata import agent_metadata
 from leaderboard.results import ResultsFile, RowKey, make_row
 from leaderboard.suites import SuiteRun, merge_suite_definitions, resolve_suite
 
@@ -238,7 +239,8 @@ def _record_definitions(output_dir: Path, runs: list[SuiteRun], config: AgentCon
     _write_json_atomic(path, suites)
     path = output_dir / "agents.json"
     known = json.loads(path.read_text()) if path.exists() else {}
-    _write_json_atomic(path, {**known, f"{config.name}@{digest}": _plain(config)})
+    # The metadata (model path, parameters, decoding, commit) lets the page describe the agent later.
+    _write_json_atomic(path, {**known, f"{config.name}@{digest}": {**_plain(config), "metadata": agent_metadata(_plain(config))}})
 
 
 def _check_consistent(results: ResultsFile, jobs: list[TrialJob]) -> None:
@@ -307,7 +309,16 @@ def evaluate(config: EvaluateConfig) -> Path:
     finally:
         _MODEL_AGENTS.clear()  # a multirun's next agent should not find this one's weights still loaded
     print(f"{results.path}: {len(results.rows)} rows")
+    _print_summary(output_dir, {run.name for run in runs})
     return results.path
+
+
+def _print_summary(output_dir: Path, suites: set[str]) -> None:
+    """Print the tables of the suites just run, over every agent in `output_dir` (a multirun's last one shows all)."""
+    from leaderboard.render import build_tables, summary_markdown  # matplotlib and scipy only now
+
+    tables, _ = build_tables([output_dir])
+    print(summary_markdown([table for table in tables if table.name in suites]))
 
 
 def config_from_overrides(overrides: list[str] | None = None) -> EvaluateConfig:

@@ -30,11 +30,16 @@ __all__ = [
 
 
 class AgentRole(enum.Enum):
-    """How the leaderboard draws an agent: a contestant, or a reference (dashed) curve."""
+    """How the leaderboard draws an agent: a contestant, or a reference (dashed, listed apart, never ranked).
+
+    `uniform` marks the chance floor (uniformly random actions), the zero of a normalised score where
+    the oracle's memoryless twin does as well as the oracle.
+    """
 
     agent = "agent"
     oracle = "oracle"
     memoryless = "memoryless"
+    uniform = "uniform"
 
 
 class ExecutorKind(enum.Enum):
@@ -67,7 +72,7 @@ class AgentConfig:
     name: str = MISSING
     #: Implementation: `baseline` (agents.baseline), `hf`, `openai` or `vllm`.
     kind: str = MISSING
-    #: Contestant, or a reference curve (`oracle`, `memoryless`) drawn dashed.
+    #: Contestant, or a reference (`oracle`, `memoryless`, `uniform`: drawn dashed, listed apart, not ranked).
     role: AgentRole = AgentRole.agent
     #: Only these env ids (fnmatch patterns); empty means every env of the suite.
     envs: list[str] = field(default_factory=list)

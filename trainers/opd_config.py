@@ -14,12 +14,15 @@ when it does).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 __all__ = [
     "DISTILL_DIVERGENCES",
     "DISTILL_LOSSES",
+    "DISTILL_SCHEDULES",
+    "BUDGET_RULES",
+    "SEGMENTS",
     "SELECTION_POOLS",
     "SELECTION_RULES",
     "TEACHER_KINDS",
@@ -34,10 +37,17 @@ __all__ = [
 DISTILL_LOSSES = ("none", "opd", "grpo+opd")
 #: The per-token divergences of `kernels.distill_loss`.
 DISTILL_DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
+#: `constant`: `distill.divergence` throughout; `fkl_then_rkl`: Paced's forward KL, then reverse KL.
+DISTILL_SCHEDULES = ("constant", "fkl_then_rkl")
 #: `model`: a separate checkpoint; `self`: the student's own weights under another system prompt.
 TEACHER_KINDS = ("model", "self")
 #: TIP token-selection rules (`trainers.tip` implements them; listed here so the config imports no torch).
-SELECTION_RULES = ("all", "random", "entropy_top", "entropy_sample", "soft_or", "q3", "divergence_top", "soft_or_bottom")
+SELECTION_RULES = ("all", "random", "entropy_top", "entropy_sample", "soft_or", "q3", "divergence_top", "soft_or_bottom",
+                   "prefix", "segment")
+#: Distilling the Essence's budgets (`prefix`, `segment`): positions or parts of a turn, not token statistics.
+BUDGET_RULES = ("prefix", "segment")
+#: The parts of a turn `selection=segment` can keep: before `</think>` (or the last `\boxed{`), and after.
+SEGMENTS = ("reasoning", "action")
 #: `trial`: rank within each trial; `batch`: rank over the pooled batch.
 SELECTION_POOLS = ("trial", "batch")
 
@@ -63,9 +73,21 @@ class DistillConfig:
     temperature: float = 1.0
     #: Kernel implementation: null (Triton on CUDA, torch elsewhere), `torch` or `triton`.
     impl: Optional[str] = None
+    #: Paced: weight each trial's distillation loss by w = p(1 - p) of its group's pass rate, mean 1 over
+    #: the batch (`trainers.paced`; a trial's success as for `train.pace_success`).
+    pace: bool = False
+    #: `constant` (`divergence` throughout) or `fkl_then_rkl` (Paced: forward KL before `switch_step`,
+    #: reverse KL from it on; `divergence` is then ignored).
+    schedule: str = "constant"
+    #: First optimizer step of the reverse-KL phase of `fkl_then_rkl`; null: half of `train.max_steps`
+    #: (the paper's switch point is not known, seed_methods.md section 4).
+    switch_step: Optional[int] = None
 
     def __post_init__(self) -> None:
         _choice("distill.loss", self.loss, DISTILL_LOSSES)
+        _choice("distill.schedule", self.schedule, DISTILL_SCHEDULES)
+        if self.switch_step is not None and self.switch_step < 0:
+            raise ValueError(f"distill.switch_step={self.switch_step!r} must be >= 0 or null")
         _choice("distill.divergence", self.divergence, DISTILL_DIVERGENCES)
         _choice("distill.impl", self.impl, (None, "torch", "triton"))
         if not 0.0 <= self.beta <= 1.0:
@@ -113,9 +135,25 @@ class SelectionConfig:
     pool: str = "trial"
     #: Batch quantile at which the entropy is clipped before min-max normalisation (TIP: the top 2%).
     entropy_clip_quantile: float = 0.98
+    #: `rule=segment`: the parts of each turn kept, any non-empty subset of [reasoning, action].
+    segments: List[str] = field(default_factory=lambda: list(SEGMENTS))
+    #: A TIP rule applied inside a `prefix`/`segment` budget (e.g. `soft_or`); null keeps the whole budget.
+    then: Optional[str] = None
+    #: Kept fraction of the `then` rule inside the budget (TIP's Soft-OR setting, 0.5, by default).
+    then_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         _choice("selection.rule", self.rule, SELECTION_RULES)
+        self.segments = list(self.segments)
+        if not self.segments or any(part not in SEGMENTS for part in self.segments):
+            raise ValueError(f"selection.segments={self.segments!r} must be a non-empty subset of {list(SEGMENTS)}")
+        if self.then is not None:
+            _choice("selection.then", self.then, tuple(rule for rule in SELECTION_RULES if rule not in BUDGET_RULES))
+            if self.rule not in BUDGET_RULES:
+                raise ValueError(f"selection.then={self.then} refines a budget: it needs selection.rule=prefix or "
+                                 f"segment, got {self.rule}")
+        if not 0.0 <= self.then_ratio <= 1.0:
+            raise ValueError(f"selection.then_ratio={self.then_ratio!r} must lie in [0, 1]")
         _choice("selection.pool", self.pool, SELECTION_POOLS)
         if not 0.0 <= self.ratio <= 1.0:
             raise ValueError(f"selection.ratio={self.ratio!r} must lie in [0, 1] (the kept fraction)")

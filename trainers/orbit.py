@@ -101,9 +101,15 @@ def _warm_start(config: OrbitConfig, pool: TaskPool, model: Any, tokenizer: Any,
     names = {task.source.name: config.env.sft_agent or default_sft_agent(task.source.env_id) for task in tasks}
     data = imitation_data(tasks, chat, lambda task: names[task.source.name],
                           max_new_tokens=config.model.max_new_tokens)
+    make_optimizer = None
+    if config.optim.name != "adamw":  # `optim=asgld|asg|agld` (trainers.optim) for imitation as for RL
+        from trainers.optim import build_optimizer
+
+        def make_optimizer(parameters, lr):
+            return build_optimizer(config.optim, parameters, lr=lr, weight_decay=0.01, seed=config.train.seed)
     imitate(model, data, steps=config.train.sft_steps, batch_size=config.train.sft_batch_size, lr=config.train.sft_lr,
             warmup_steps=config.train.sft_warmup_steps, pad_id=tokenizer.pad_token_id, seed=config.train.seed,
-            log=logger.log_metrics)
+            log=logger.log_metrics, make_optimizer=make_optimizer)
     checkpointing.save_imitation(model, tokenizer, output_dir, config)
 
 
@@ -223,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
 
 def _usage() -> str:
     groups = []
-    for group in ("env", "model", "train", "distill", "teacher", "selection"):
+    for group in ("env", "model", "train", "distill", "teacher", "selection", "optim"):
         names = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
         groups.append(f"  {group}=: {', '.join(names)}")
     return (f"{__doc__.strip()}\n\nConfig groups (files in {CONFIG_DIR}):\n" + "\n".join(groups) +

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig, check_opd, register_opd_configs
+from trainers.optim_config import OptimConfig, register_optim_configs
 
 __all__ = [
+    "AceConfig",
     "EnvConfig",
     "ModelConfig",
     "TrainConfig",
@@ -138,6 +140,20 @@ class ModelConfig:
 
 
 @dataclass
+class AceConfig:
+    """ACE's confidence-aware penalty of negative advantages (`trainers.ace`, arXiv 2602.21420)."""
+
+    #: Strength alpha of A (1 + alpha softplus(c)) for negative advantages; 0 turns ACE off. The paper's
+    #: value is not known (seed_methods.md section 3); 1.0 is the documented default of our reconstruction.
+    alpha: float = 0.0
+    #: Confidence c as the token mean of the log-ratio over the trial's agent tokens instead of its sum.
+    length_norm: bool = False
+
+    def __post_init__(self):
+        _at_least("train.ace.alpha", self.alpha, 0)
+
+
+@dataclass
 class TrainConfig:
     """Imitation warm start, ORBIT's GRPO, evaluation and checkpoint cadence."""
 
@@ -207,6 +223,14 @@ class TrainConfig:
     save_total_limit: int = 2
     #: torch CPU threads (the project's CPU runs use 2 cores).
     cpu_threads: int = 2
+    #: Paced: scale each trial's GRPO advantage by w = p(1 - p) of its group's pass rate p, normalised to
+    #: mean 1 over the batch (`trainers.paced`).
+    pace: bool = False
+    #: Paced: a trial succeeds when its in-context regret is at most this (regret tasks); null: when its
+    #: final episode succeeded.
+    pace_success: Optional[float] = None
+    #: ACE: confidence-aware negative advantages (`train.ace.alpha=1.0`).
+    ace: AceConfig = field(default_factory=AceConfig)
 
     def __post_init__(self):
         _allowed("train.init", self.init, INIT_MODES)
@@ -252,6 +276,8 @@ class OrbitConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     #: TIP token selection of the distillation loss (`selection=soft_or`, ...).
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    #: The optimizer of imitation and RL (`optim=asgld|asg|agld|adamw`, `trainers.optim`).
+    optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self):
         check_opd(self.distill, self.teacher, self.selection)
@@ -289,7 +315,8 @@ def load_config(overrides: Sequence[str] = ()) -> OrbitConfig:
 def _reject_unknown_keys(composed: Any) -> None:
     """A key forced in with `+key=value` would be dropped silently by the dataclass; refuse it instead."""
     sections = {"": OrbitConfig, "env": EnvConfig, "model": ModelConfig, "train": TrainConfig,
-                "distill": DistillConfig, "teacher": TeacherConfig, "selection": SelectionConfig}
+                "distill": DistillConfig, "teacher": TeacherConfig, "selection": SelectionConfig,
+                "optim": OptimConfig}
     for section, schema in sections.items():
         node = composed[section] if section else composed
         known = {field.name for field in dataclasses.fields(schema)}
@@ -319,3 +346,4 @@ def register_configs() -> None:
 
     ConfigStore.instance().store(name="orbit_schema", node=OrbitConfig)
     register_opd_configs()
+    register_optim_configs()

@@ -20,7 +20,7 @@ from trl import GRPOConfig, GRPOTrainer
 from agents.hf_agent import HFAgent
 from trainers.orbit_config import OrbitConfig
 from trainers.rewards import reward_function
-from trainers.rollout import OrbitRollout
+from trainers.rollout import EXTRA_FIELDS, OrbitRollout
 from trainers.tasks import TaskPool
 
 __all__ = ["OrbitTrainer", "grpo_args", "task_dataset", "make_hf_agent", "load_policy"]
@@ -137,6 +137,11 @@ class OrbitTrainer(GRPOTrainer):
         )
         rollout.on_metrics = self.record_metrics
         self.remove_callback(PrinterCallback)  # logs go through MetricsLogger, not print()
+        self.ace_reference = None
+        if config.train.ace.alpha > 0:  # ACE needs pi_ref even when TRL builds none (beta = 0)
+            from trainers.ace import reference_model
+
+            self.ace_reference = reference_model(self)
 
     def record_metrics(self, metrics: dict[str, float]) -> None:
         """Add namespaced metrics to the current step's log (averaged with TRL's at `logging_steps`)."""
@@ -154,6 +159,45 @@ class OrbitTrainer(GRPOTrainer):
 
     def _compute_loss(self, model, inputs):
         return self.compute_policy_loss(model, inputs)
+
+    def shape_advantages(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Called once per generation batch, after TRL's scoring (`_generate_and_score_completions`),
+        with TRL's batch dict (advantages of shape (B,) plus the rollout's extra fields). Returns the
+        (possibly modified) dict. Default: Paced weights (`train.pace`, `distill.pace`) and ACE's
+        confidence penalty (`train.ace.alpha`), both off by default (`trainers.paced`, `trainers.ace`).
+
+        Per-token advantages may be stored as `inputs["advantages"]` of shape (B, T) (T = completion
+        length); TRL's loss broadcasts (B,) and (B, T) alike.
+        """
+        from trainers import ace, paced
+
+        inputs = paced.shape_advantages(self, inputs)
+        return ace.shape_advantages(self, inputs)
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = super()._generate_and_score_completions(inputs)
+        # TRL merged the rollout's extra fields into each row of `inputs`; the hook sees them per trial.
+        for name in EXTRA_FIELDS:
+            if inputs and name in inputs[0]:
+                batch[name] = [row[name] for row in inputs]
+        return self.shape_advantages(batch)
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        """transformers' AdamW for `optim=adamw`; otherwise `trainers.optim`'s optimizer with the same parameter
+        groups (weight decay off for biases and norms) and `train.lr`."""
+        if self.orbit_config.optim.name == "adamw" or self.optimizer is not None:
+            return super().create_optimizer(model)
+        from trainers.optim import build_optimizer
+
+        opt_model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(opt_model))
+        groups = [{"params": [parameter for name, parameter in opt_model.named_parameters()
+                              if parameter.requires_grad and (name in decay) == decayed],
+                   "weight_decay": self.args.weight_decay if decayed else 0.0} for decayed in (True, False)]
+        self.optimizer = build_optimizer(self.orbit_config.optim, [group for group in groups if group["params"]],
+                                         lr=self.args.learning_rate, weight_decay=self.args.weight_decay,
+                                         seed=self.args.seed)
+        return self.optimizer
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         """A card naming the local base model and the run; TRL's links a Hub id ("[None]" for a local model)."""
