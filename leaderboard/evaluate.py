@@ -4,10 +4,12 @@ Example:
     python -m leaderboard.evaluate agent=thompson suite=bandits trials=50 output_dir=outputs/leaderboard
     python -m leaderboard.evaluate -m agent=oracle,thompson,thompson_memoryless suite=bandits
     python -m leaderboard.evaluate agent=hf agent.model=/path/to/model suite=orbit-heldout
+    python -m leaderboard.evaluate agent=hf agent.model=/path executor=ray ray.address=auto ray.gpus_per_agent=1
 
 Trials are independent jobs (env id, episodes, seed, agent config); baselines run in a process pool
 whose workers rebuild the env and agent from that plain config, model agents (`hf`, `vllm`,
-`openai`) run in this process through their batched `play_batch`. Results come back in job order
+`openai`) run in this process through their batched `play_batch`. With `executor=ray` both run on
+Ray actors (`ray.address=auto` joins a cluster); a model agent is loaded once per actor. Results come back in job order
 and are appended as they arrive, so a killed run, rerun with the same arguments, skips the rows it
 already wrote and ends with the same file an uninterrupted run writes.
 """
@@ -37,6 +39,7 @@ from leaderboard.evaluate_config import (
     AgentRole,
     BaselineAgentConfig,
     EvaluateConfig,
+    ExecutorKind,
     HFAgentConfig,
     OpenAIAgentConfig,
     VLLMAgentConfig,
@@ -276,6 +279,16 @@ def _run_suite(config: EvaluateConfig, run: SuiteRun, jobs: list[TrialJob], resu
     bar.close()
 
 
+def _executor_for(config: EvaluateConfig):
+    """Baselines: the configured pool. Model agents hold their weights and batch trials themselves, so they
+    run in this process, or under `executor=ray` one batch per actor call, each actor loading the model once."""
+    if isinstance(config.agent, BaselineAgentConfig):
+        return make_executor(config.executor, config.workers, config.chunk_size, ray=config.ray)
+    if config.executor == ExecutorKind.ray:
+        return make_executor(config.executor, config.workers, 1, ray=config.ray, gpus_per_worker=config.ray.gpus_per_agent)
+    return SerialExecutor()
+
+
 def evaluate(config: EvaluateConfig) -> Path:
     """Run the config's agent on its suite, appending the rows not yet in `<output_dir>/results.jsonl`.
 
@@ -294,11 +307,7 @@ def evaluate(config: EvaluateConfig) -> Path:
         reasons = {env_id: reason for _, _, skipped in plans for env_id, reason in skipped.items()}
         raise ValueError(f"agent {config.agent.name} runs on no env of suite {config.suite.name}: {reasons}")
     output_dir = Path(config.output_dir)
-    # Model agents hold their weights in this process and batch trials themselves: no pool for them.
-    if isinstance(config.agent, BaselineAgentConfig):
-        executor = make_executor(config.executor, config.workers, config.chunk_size)
-    else:
-        executor = SerialExecutor()
+    executor = _executor_for(config)
     try:
         with ResultsFile(output_dir) as results, executor:
             _record_definitions(output_dir, runs, config.agent, agent_hash(config.agent))

@@ -313,7 +313,9 @@ def render(directories: Sequence[str | Path], output_dir: str | Path) -> list[Su
     output.mkdir(parents=True, exist_ok=True)
     (output / "leaderboard.json").write_text(json.dumps(to_json(tables), indent=1) + "\n")
     (output / "leaderboard.csv").write_text(to_csv(tables))
-    (output / "leaderboard.md").write_text(to_markdown(tables))
+    from leaderboard import compression  # compressed students beside their uncompressed model (trainers.compress)
+
+    (output / "leaderboard.md").write_text(to_markdown(tables) + compression.markdown(directories))
     write_page(tables, output)
     return tables
 
