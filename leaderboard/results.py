@@ -10,7 +10,8 @@ Row schema (version 1), one JSON object per line of `<output_dir>/results.jsonl`
   is derived from it by `agents.rollout.agent_seed`).
 - `episodes_played`: episodes that ended before a step cap cut the trial.
 - `episode_successes`, `episode_returns`, `episode_regrets`: one entry per episode (`episodes` long;
-  unplayed episodes count as failures with return 0 and the oracle's full per-episode regret).
+  unplayed episodes count as failures with return 0 and a worst-case episode's regret, as
+  `MultiEpisode` charges them).
 - `in_context_regret`: the sum of the per-episode regrets (bandits: pseudo-regret against the best
   arm; other envs: oracle return minus return, or 1 - success).
 - `oracle_return`: expected return of a policy that knows the hidden task, over the whole trial
@@ -76,8 +77,11 @@ def make_row(
     """
     played = len(record["episode_successes"])
     oracle_total = record.get("oracle_return")
-    # MultiEpisode charges an unplayed episode the oracle's per-episode value; do the same per episode.
-    unplayed_regret = (float(oracle_total) / episodes) if oracle_total is not None else 1.0
+    # MultiEpisode charges each unplayed episode a worst-case episode's regret inside `in_context_regret`;
+    # the per-episode list spreads that charge over the unplayed entries, so the two always agree.
+    unplayed = max(episodes - len(record["episode_regrets"]), 0)
+    charged = float(record["in_context_regret"]) - sum(float(value) for value in record["episode_regrets"])
+    unplayed_regret = charged / unplayed if unplayed else 0.0
     successes = [bool(value) for value in _pad(record["episode_successes"], episodes, False)]
     returns = [float(value) for value in _pad(record["episode_returns"], episodes, 0.0)]
     regrets = [float(value) for value in _pad(record["episode_regrets"], episodes, unplayed_regret)]
