@@ -12,7 +12,7 @@ __all__ = ["OrbitTrainer", "OrbitConfig", "TaskPool", "main"]
 
 # Imported on first use: `import trainers` stays cheap, and `trainers.orbit_config` imports no torch.
 _LAZY = {
-    "OrbitTrainer": "trainers.orbit",
+    "OrbitTrainer": "trainers.orbit_trainer",
     "main": "trainers.orbit",
     "OrbitConfig": "trainers.orbit_config",
     "TaskPool": "trainers.tasks",
