@@ -88,7 +88,7 @@ def boxed_tool_call(name: str, arguments: Any) -> str:
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # too deep to decode: the env reports the bad call
             pass
     return "\\boxed{" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=True) + "}"
 

@@ -163,6 +163,10 @@ class _Bandit(TextEnv):
     def oracle_return(self) -> float:
         return self.horizon * self._best_mean()
 
+    def worst_case_regret(self) -> float:
+        # Every pull on the worst arm: the pseudo-regret of an all-wasted episode.
+        return self.horizon * (self._best_mean() - self._worst_mean())
+
     def describe_task(self, task: BanditTask | ContextualTask) -> str:
         """The hidden task in words (a privileged teacher's prompt reads it; the player never does)."""
         if isinstance(task, ContextualTask):
@@ -316,6 +320,9 @@ class BestArmBandit(_Bandit):
 
     def oracle_return(self) -> float:
         return 1.0
+
+    def worst_case_regret(self) -> float:
+        return self._best_mean() - self._worst_mean()  # simple regret of committing to the worst arm
 
     def _episode_metrics(self) -> dict:
         chosen = self._worst_mean() if self._committed is None else self._mean(self._committed)

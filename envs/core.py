@@ -239,6 +239,37 @@ class TextEnv(gym.Env):
         """Family-specific keys added to info at the episode's end (e.g. `regret`)."""
         return {}
 
+    def worst_case_regret(self) -> float | None:
+        """The regret of the worst episode an agent can play on `self.task` (format penalties aside).
+
+        `MultiEpisode` charges this for each episode a step cap left unplayed. The default is
+        `oracle_return()`: the worst game outcome pays 0. Families whose `regret` key is not
+        `oracle - return` (bandits' pseudo-regret) override it. None where no oracle is defined.
+        """
+        return self.oracle_return()
+
+    def cut_episode(self) -> dict:
+        """End the running episode now as a failure (a trial's step cap does this) and return its end keys.
+
+        Returns:
+            `success` (False), `episode_return`, `oracle_return` where defined and the family's
+            metrics, as `step` reports them at an episode's end (bandits charge the turns not played
+            as wasted ones). An episode already over returns `{}`.
+        """
+        if self._done:
+            return {}
+        self._done = True
+        return self._end_info(success=False)
+
+    def _end_info(self, success: bool) -> dict:
+        """The info keys every episode end carries."""
+        info = {"success": bool(success), "episode_return": self._episode_return}
+        oracle = self.oracle_return()
+        if oracle is not None:
+            info["oracle_return"] = float(oracle)
+        info.update(self._episode_metrics())
+        return info
+
     def _on_format_error(self) -> Turn:
         """The turn for unparseable text (the penalty is added by the caller); families may charge it."""
         return Turn(self._format_error_text())
@@ -297,12 +328,7 @@ class TextEnv(gym.Env):
         self._episode_return += float(turn.reward)
         if turn.done:
             self._done = True
-            info["success"] = bool(turn.success)
-            info["episode_return"] = self._episode_return
-            oracle = self.oracle_return()
-            if oracle is not None:
-                info["oracle_return"] = float(oracle)
-            info.update(self._episode_metrics())
+            info.update(self._end_info(turn.success))
         self._last_observation = observation
         return observation, float(turn.reward), bool(turn.done), False, info
 

@@ -30,18 +30,24 @@ class MultiEpisode(gym.Wrapper):
     `total_step_cap`. With `repeat_instructions=False` the rules are sent only in the first episode.
 
     Rewards: `success_reward` at each successful episode end, 0 otherwise; the inner reward is kept in
-    `info["inner_reward"]`. `terminated` is raised only when the trial ends: all episodes played or
-    `total_step_cap` steps taken (an episode cut by the cap counts as a failure). `truncated` is False.
+    `info["inner_reward"]`. The trial ends `terminated` when all episodes are played, and `truncated`
+    when `total_step_cap` steps were taken first (gymnasium's meaning: cut from outside the task; the
+    episode the cap cuts counts as a failure). Episode ends inside a trial raise neither.
 
     Information: the inner info of every step plus `inner_reward`, `episode_index` (0-based, of the
     episode the step belonged to), `trial_step`, `episode_end` and `new_episode` (the observation opens
     a new episode; also set on reset). On a step that opens a new episode, the step's keys describe the
     move that ended the old one; the new episode's reset keys are added where the step has no key of
     that name, and the whole reset info is in `opening_info`. At the trial's end: `episode_successes`, `episode_returns`,
-    `episode_lengths`, `episode_regrets`, `oracle_return` and `in_context_regret`. An episode's regret
-    is the inner `regret` when the env reports one (bandits: pseudo-regret), else
+    `episode_lengths`, `episode_regrets`, `episode_oracle_returns`, `oracle_return` and `in_context_regret`.
+    An episode's regret is the inner `regret` when the env reports one (bandits: pseudo-regret), else
     `oracle_return - episode_return` when it reports an oracle, else `success_reward * (1 - success)`.
-    Unplayed episodes (cut by the step cap) count with the oracle's full value.
+    At the trial's last step `oracle_return` is always the trial's: `episodes` x the hidden task's
+    per-episode oracle (asked of the inner env when the cap fell before any episode ended), wherever a
+    cap falls; the last episode's own value is in `episode_oracle_returns`. The episode a cap cuts is
+    ended by the inner env's `cut_episode()` (a failure, scored by the family's own rule); an unplayed
+    episode is charged the regret of a worst-case played one (`worst_case_regret()`: bandits the
+    all-worst-arm pseudo-regret, other families the oracle), never more.
     """
 
     def __init__(
@@ -122,18 +128,43 @@ class MultiEpisode(gym.Wrapper):
             }
         )
 
+    def _record_cut_episode(self) -> None:
+        """Record the episode the step cap cut, as a failure scored by the family's own end-of-episode rule."""
+        cut = getattr(self.env.unwrapped, "cut_episode", None)
+        self._record_episode(False, cut() if callable(cut) else {}, self._episode_step)
+        last = self._records[-1]
+        if last["oracle"] is None and self._records[:-1]:
+            # An opaque env: score the cut episode against the oracle it reported for finished ones.
+            oracle = next((r["oracle"] for r in self._records if r["oracle"] is not None), None)
+            if oracle is not None:
+                last["oracle"], last["regret"] = oracle, oracle - last["return"]
+
+    def _inner_value(self, method: str) -> float | None:
+        """`oracle_return()` or `worst_case_regret()` of the inner env's task, None where it has none."""
+        function = getattr(self.env.unwrapped, method, None)
+        value = function() if callable(function) else None
+        return None if value is None else float(value)
+
     def _trial_summary(self) -> dict:
         oracles = [r["oracle"] for r in self._records if r["oracle"] is not None]
-        per_episode_oracle = float(np.mean(oracles)) if oracles else self.success_reward
+        if oracles:
+            per_episode_oracle = float(np.mean(oracles))
+        else:
+            per_episode_oracle = self._inner_value("oracle_return")
+            per_episode_oracle = self.success_reward if per_episode_oracle is None else per_episode_oracle
         regrets = [r["regret"] for r in self._records]
         unplayed = self.episodes - len(self._records)
+        unplayed_regret = self._inner_value("worst_case_regret") if unplayed else 0.0
+        if unplayed_regret is None:
+            unplayed_regret = per_episode_oracle if oracles else self.success_reward
         return {
             "episode_successes": [r["success"] for r in self._records],
             "episode_returns": [r["return"] for r in self._records],
             "episode_lengths": [r["length"] for r in self._records],
             "episode_regrets": regrets,
+            "episode_oracle_returns": [r["oracle"] for r in self._records],
             "oracle_return": per_episode_oracle * self.episodes,
-            "in_context_regret": float(sum(regrets) + unplayed * per_episode_oracle),
+            "in_context_regret": float(sum(regrets) + unplayed * unplayed_regret),
         }
 
     # ----------------------------------------------------------------- gymnasium API
@@ -186,15 +217,10 @@ class MultiEpisode(gym.Wrapper):
             success = bool(inner_info.get("success", inner_terminated and not inner_truncated and inner_reward > 0))
             reward = self.success_reward if success else 0.0
             self._record_episode(success, inner_info, self._episode_step)
-        elif capped:
-            self._record_episode(False, {}, self._episode_step)
-            if "oracle_return" not in inner_info and self._records[:-1]:
-                # Score the cut episode against the oracle the family reported for finished ones.
-                last = self._records[-1]
-                oracle = next((r["oracle"] for r in self._records if r["oracle"] is not None), None)
-                if oracle is not None:
-                    last["oracle"], last["regret"] = oracle, oracle - last["return"]
-        trial_done = capped or len(self._records) >= self.episodes
+        all_played = len(self._records) >= self.episodes
+        if capped and not episode_end:
+            self._record_cut_episode()
+        trial_done = capped or all_played
         info.update(
             {
                 "inner_reward": float(inner_reward),
@@ -207,7 +233,7 @@ class MultiEpisode(gym.Wrapper):
         if trial_done:
             self._trial_done = True
             info.update(self._trial_summary())
-            return observation, reward, True, False, info
+            return observation, reward, all_played, not all_played, info
         if episode_end:
             if self.reflection:
                 self._awaiting_reflection = True

@@ -47,15 +47,15 @@ from leaderboard.evaluate_config import (
 )
 from leaderboard.executors import SerialExecutor, make_executor
 from leaderboard.metadata import agent_metadata
-from leaderboard.results import ResultsFile, RowKey, make_row
+from leaderboard.results import ResultsFile, RowKey, make_row, row_failed, row_key
 from leaderboard.suites import SuiteRun, merge_suite_definitions, resolve_suite
 
-__all__ = ["TrialJob", "evaluate", "agent_hash", "build_agent", "memory_twin", "plan_jobs", "run_trial", "main"]
+__all__ = ["TrialJob", "ApiFailures", "evaluate", "agent_hash", "build_agent", "memory_twin", "plan_jobs", "run_trial", "main"]
 
 # Keys that select or label an agent but do not change how it plays, so they stay out of its hash.
-_NON_BEHAVIOUR_KEYS = ("name", "role", "envs", "exclude_envs", "batch_size")
+_NON_BEHAVIOUR_KEYS = ("name", "role", "envs", "exclude_envs", "batch_size", "max_failed_trials")
 # Keys of the leaderboard's own, not constructor arguments of the agent class.
-_LEADERBOARD_KEYS = ("name", "kind", "role", "envs", "exclude_envs", "batch_size", "greedy")
+_LEADERBOARD_KEYS = ("name", "kind", "role", "envs", "exclude_envs", "batch_size", "greedy", "max_failed_trials")
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def _make_env(job: TrialJob) -> gym.Env:
     return gym.make(job.env_id, episodes=job.episodes, **dict(job.env_kwargs))
 
 
-def _row(job: TrialJob, record: dict, wall_time_s: float, tokens_in=None, tokens_out=None) -> dict:
+def _row(job: TrialJob, record: dict, wall_time_s: float, tokens_in=None, tokens_out=None, api=(None, None)) -> dict:
     return make_row(
         agent=job.agent.name,
         agent_hash=job.agent_hash,
@@ -145,6 +145,8 @@ def _row(job: TrialJob, record: dict, wall_time_s: float, tokens_in=None, tokens
         wall_time_s=wall_time_s,
         tokens_in=tokens_in,
         tokens_out=tokens_out,
+        api_errors=api[0],
+        refusals=api[1],
     )
 
 
@@ -183,7 +185,8 @@ def _run_batch(jobs: list[TrialJob]) -> list[dict]:
     if isinstance(first.agent, OpenAIAgentConfig):
         # Threads play the trials concurrently; each record carries its own token counts.
         records = agent.play_batch(environments, seeds)
-        tokens = [(record["tokens_in"], record["tokens_out"]) for record in records]
+        tokens = [(record["tokens_in"], record["tokens_out"], (record["api_errors"], record["refusals"]))
+                  for record in records]
     else:
         trials = agent.play_batch(environments, seeds, greedy=first.agent.greedy)
         records, tokens = [trial.record for trial in trials], [(trial.tokens_in, trial.tokens_out) for trial in trials]
@@ -257,8 +260,15 @@ def _check_consistent(results: ResultsFile, jobs: list[TrialJob]) -> None:
             )
 
 
-def _run_suite(config: EvaluateConfig, run: SuiteRun, jobs: list[TrialJob], results: ResultsFile, executor) -> None:
-    """Play the suite's jobs missing from `results` and append their rows in job order, with a progress bar."""
+def _run_suite(config: EvaluateConfig, run: SuiteRun, jobs: list[TrialJob], results: ResultsFile, executor,
+               failures: list[dict]) -> None:
+    """Play the suite's jobs missing from `results` and append their rows in job order, with a progress bar.
+
+    Rows of trials that failed at the API are appended as failed and collected in `failures`.
+
+    Raises:
+        ApiFailures: once `failures` holds more than `agent.max_failed_trials` rows.
+    """
     _check_consistent(results, jobs)
     pending = [job for job in jobs if job.key not in results]
     bar = tqdm(
@@ -274,9 +284,30 @@ def _run_suite(config: EvaluateConfig, run: SuiteRun, jobs: list[TrialJob], resu
             bar.update(int(results.append(row)))
     else:
         batches = [batch for batch in _batches(jobs, config.agent.batch_size) if any(job.key not in results for job in batch)]
+        limit = getattr(config.agent, "max_failed_trials", None)
         for rows in executor.map(_run_batch, batches):
-            bar.update(results.extend(rows))
+            bar.update(sum(results.append(row) and not row_failed(row) for row in rows))
+            failed = [row for row in rows if row_failed(row) and row_key(row) not in results]
+            failures.extend(failed)
+            if limit is not None and len(failures) > limit:
+                bar.close()
+                raise ApiFailures(failures, limit, results.path)
     bar.close()
+
+
+class ApiFailures(RuntimeError):
+    """More trials failed at the API than `agent.max_failed_trials` allows; the run stopped."""
+
+    def __init__(self, failures: list[dict], limit: int, path: Path):
+        self.failures = failures
+        errors = sum(int(row["api_errors"] or 0) for row in failures)
+        envs_hit = sorted({row["env_id"] for row in failures})
+        super().__init__(
+            f"{len(failures)} trials failed at the API (more than agent.max_failed_trials={limit}; {errors} failed "
+            f"turns, on {', '.join(envs_hit[:5])}); the run stopped. They are recorded as failed in {path}, not "
+            "scored. Check the endpoint (base_url, key, rate limits), then rerun the same command: failed "
+            "trials are played again and finished ones are kept."
+        )
 
 
 def _executor_for(config: EvaluateConfig):
@@ -308,6 +339,7 @@ def evaluate(config: EvaluateConfig) -> Path:
         raise ValueError(f"agent {config.agent.name} runs on no env of suite {config.suite.name}: {reasons}")
     output_dir = Path(config.output_dir)
     executor = _executor_for(config)
+    failures: list[dict] = []
     try:
         with ResultsFile(output_dir) as results, executor:
             _record_definitions(output_dir, runs, config.agent, agent_hash(config.agent))
@@ -315,14 +347,18 @@ def evaluate(config: EvaluateConfig) -> Path:
                 for reason in dict.fromkeys(skipped.values()):
                     skipped_ids = [env_id for env_id, why in skipped.items() if why == reason]
                     print(f"[{run.name}] {config.agent.name} skips {', '.join(skipped_ids)}: {reason}", file=sys.stderr)
-                _run_suite(config, run, jobs, results, executor)
+                _run_suite(config, run, jobs, results, executor, failures)
     finally:
         _MODEL_AGENTS.clear()  # a multirun's next agent should not find this one's weights still loaded
     print(f"{results.path}: {len(results.rows)} rows")
+    if failures:
+        print(f"{len(failures)} trials failed at the API and are recorded as failed (not scored); rerun the same "
+              "command to play them again", file=sys.stderr)
     twin = memory_twin(config.agent) if config.memory_score else None
     if twin is not None:  # the same trials with the agent's memory removed; that run prints the summary
         return evaluate(replace(config, agent=twin, memory_score=False))
-    _print_summary(output_dir, {run.name for run in runs})
+    if results.rows:  # every trial may have failed at the API: nothing to tabulate yet
+        _print_summary(output_dir, {run.name for run in runs})
     return results.path
 
 
@@ -366,7 +402,11 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
 def main(config: DictConfig) -> None:
     """Hydra entry point: validate the composed config and evaluate."""
-    evaluate(OmegaConf.to_object(config))
+    try:
+        evaluate(OmegaConf.to_object(config))
+    except ApiFailures as failures:
+        print(f"error: {failures}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -220,11 +220,18 @@ class OpenAIAgentConfig(AgentConfig):
     extra_body: dict[str, Any] = field(default_factory=dict)
     #: Trials handed to one `play_batch` call.
     batch_size: int = 32
+    #: Seconds one turn may take, all attempts included (None: timeout x (max_retries + 1) + 1).
+    deadline: Optional[float] = None
+    #: Trials with a turn failed at the API (recorded as failed, re-run on resume) tolerated before the run stops.
+    max_failed_trials: int = 10
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for key in ("max_tokens", "timeout", "max_concurrency", "batch_size"):
             _check_positive("agent", key, getattr(self, key))
+        _check_positive("agent", "deadline", self.deadline, allow_none=True)
+        if self.max_failed_trials < 0:
+            raise ValueError(f"agent.max_failed_trials must be >= 0, got {self.max_failed_trials}")
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"agent.base_url must start with http:// or https://, got {self.base_url!r}")
 

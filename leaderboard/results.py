@@ -10,7 +10,8 @@ Row schema (version 1), one JSON object per line of `<output_dir>/results.jsonl`
   is derived from it by `agents.rollout.agent_seed`).
 - `episodes_played`: episodes that ended before a step cap cut the trial.
 - `episode_successes`, `episode_returns`, `episode_regrets`: one entry per episode (`episodes` long;
-  unplayed episodes count as failures with return 0 and the oracle's full per-episode regret).
+  unplayed episodes count as failures with return 0 and a worst-case episode's regret, as
+  `MultiEpisode` charges them).
 - `in_context_regret`: the sum of the per-episode regrets (bandits: pseudo-regret against the best
   arm; other envs: oracle return minus return, or 1 - success).
 - `oracle_return`: expected return of a policy that knows the hidden task, over the whole trial
@@ -18,10 +19,14 @@ Row schema (version 1), one JSON object per line of `<output_dir>/results.jsonl`
 - `icl_gain_success`, `icl_gain_return`: last episode minus first episode (0 for one episode).
 - `format_error_rate`, `invalid_action_rate`: per agent step.
 - `steps`, `tokens_in`, `tokens_out` (None for agents that use no tokens), `wall_time_s`.
+- `status`: "ok", or "failed" when any of the trial's turns failed at the API (the turn's text was
+  lost, not answered): a failed row is kept for the record but never scored, and a rerun plays the
+  trial again. Rows written before the key existed read as "ok".
+- `api_errors`, `refusals`: the trial's API failures and refusals (None for agents with no API).
 
 The identity key is (`agent`@`agent_hash`, `env_id`, `episodes`, `seed`). `ResultsFile` appends each
 row with flush + fsync, so a killed run loses at most the row being written; reopening drops that
-torn last line and reports the keys already done.
+torn last line and reports the keys already done (those with an "ok" row; the first one counts).
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["SCHEMA_VERSION", "RESULTS_FILE", "RowKey", "row_key", "make_row", "read_rows", "ResultsFile"]
+__all__ = [
+    "SCHEMA_VERSION", "RESULTS_FILE", "RowKey", "row_key", "row_failed", "make_row", "read_rows", "ResultsFile",
+]
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"
@@ -44,6 +51,11 @@ RowKey = tuple[str, str, int, int]
 def row_key(row: dict) -> RowKey:
     """The identity of a row: (agent@hash, env_id, episodes, seed)."""
     return (f"{row['agent']}@{row['agent_hash']}", row["env_id"], int(row["episodes"]), int(row["seed"]))
+
+
+def row_failed(row: dict) -> bool:
+    """Whether a row records a trial that failed at the API (kept, never scored, re-run on resume)."""
+    return row.get("status", "ok") == "failed"
 
 
 def _pad(values: list, length: int, fill: Any) -> list:
@@ -64,20 +76,27 @@ def make_row(
     wall_time_s: float,
     tokens_in: int | None = None,
     tokens_out: int | None = None,
+    api_errors: int | None = None,
+    refusals: int | None = None,
 ) -> dict:
     """Build a schema-1 row from a `play_trial` record.
 
     Args:
         record: what `agents.play_trial` returns (or a batched agent's `TokenTrial.record`).
         wall_time_s: seconds the trial took (a batched agent's chunk time divided by its trials).
+        api_errors: turns that failed at the API (any makes the row "failed"); None for agents with no API.
+        refusals: turns the model refused (answers, so they do not fail the row).
 
     Returns:
         The row, JSON-ready.
     """
     played = len(record["episode_successes"])
     oracle_total = record.get("oracle_return")
-    # MultiEpisode charges an unplayed episode the oracle's per-episode value; do the same per episode.
-    unplayed_regret = (float(oracle_total) / episodes) if oracle_total is not None else 1.0
+    # MultiEpisode charges each unplayed episode a worst-case episode's regret inside `in_context_regret`;
+    # the per-episode list spreads that charge over the unplayed entries, so the two always agree.
+    unplayed = max(episodes - len(record["episode_regrets"]), 0)
+    charged = float(record["in_context_regret"]) - sum(float(value) for value in record["episode_regrets"])
+    unplayed_regret = charged / unplayed if unplayed else 0.0
     successes = [bool(value) for value in _pad(record["episode_successes"], episodes, False)]
     returns = [float(value) for value in _pad(record["episode_returns"], episodes, 0.0)]
     regrets = [float(value) for value in _pad(record["episode_regrets"], episodes, unplayed_regret)]
@@ -106,6 +125,9 @@ def make_row(
         "tokens_in": None if tokens_in is None else int(tokens_in),
         "tokens_out": None if tokens_out is None else int(tokens_out),
         "wall_time_s": float(wall_time_s),
+        "status": "failed" if api_errors else "ok",
+        "api_errors": None if api_errors is None else int(api_errors),
+        "refusals": None if refusals is None else int(refusals),
     }
 
 
@@ -129,6 +151,8 @@ def _row_problem(value: Any) -> str | None:
              if not isinstance(value[key], kind) or isinstance(value[key], bool)]
     if wrong:
         return f"its key(s) {', '.join(wrong)} have the wrong type"
+    if value.get("status", "ok") not in ("ok", "failed"):
+        return f"its status is {str(value['status'])[:40]!r}, not \"ok\" or \"failed\""
     return None
 
 
@@ -164,10 +188,26 @@ def _parse_lines(path: Path) -> tuple[list[dict], int]:
     return rows, good_length
 
 
-def read_rows(path: str | Path) -> list[dict]:
-    """Every complete row of a results file, in file order (a torn last line is ignored)."""
+def read_rows(path: str | Path, include_failed: bool = False) -> list[dict]:
+    """The rows of a results file that count, in file order (a torn last line is ignored).
+
+    Args:
+        path: the results file (no file: no rows).
+        include_failed: also return "failed" rows (API failures: never scored) and repeated keys,
+            i.e. every complete line.
+
+    Returns:
+        Without `include_failed`, the first "ok" row of each key.
+    """
     path = Path(path)
-    return _parse_lines(path)[0] if path.exists() else []
+    rows = _parse_lines(path)[0] if path.exists() else []
+    if include_failed:
+        return rows
+    counted: dict[RowKey, dict] = {}
+    for row in rows:
+        if not row_failed(row):
+            counted.setdefault(row_key(row), row)
+    return list(counted.values())
 
 
 class ResultsFile:
@@ -192,7 +232,8 @@ class ResultsFile:
             raise RuntimeError(
                 f"another evaluation is writing to {self.directory}; wait for it or use another output_dir"
             ) from None
-        self.rows: dict[RowKey, dict] = {}
+        self.rows: dict[RowKey, dict] = {}  # the "ok" row of each key done
+        self.failed: dict[RowKey, dict] = {}  # the latest "failed" row of each key not done yet
         if self.path.exists():
             try:
                 rows, good_length = _parse_lines(self.path)
@@ -204,21 +245,33 @@ class ResultsFile:
                 with open(self.path, "r+b") as handle:
                     handle.truncate(good_length)
             for row in rows:
-                self.rows.setdefault(row_key(row), row)
+                if row_failed(row):
+                    self.failed[row_key(row)] = row
+                else:
+                    self.rows.setdefault(row_key(row), row)
+            for key in self.rows:
+                self.failed.pop(key, None)
         self._handle = open(self.path, "a", encoding="utf-8")
 
     def __contains__(self, key: RowKey) -> bool:
         return key in self.rows
 
     def append(self, row: dict) -> bool:
-        """Write `row` durably unless its key is already there; True when it was written."""
+        """Write `row` durably unless its key is already done; True when it was written.
+
+        A "failed" row is written too (the attempt stays on record) but leaves its key not done.
+        """
         key = row_key(row)
         if key in self.rows:
             return False
         self._handle.write(json.dumps(row, sort_keys=True) + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
-        self.rows[key] = row
+        if row_failed(row):
+            self.failed[key] = row
+        else:
+            self.rows[key] = row
+            self.failed.pop(key, None)
         return True
 
     def extend(self, rows: Iterable[dict]) -> int:

@@ -12,7 +12,7 @@ Queue fault modes in `server.faults` (one is consumed per request; an empty queu
 - "refusal": a message with `refusal` set and no content.
 - "tool_call": a native tool call of the request's first tool with empty arguments.
 
-Every request's headers and JSON payload are kept in `server.requests`; `server.max_in_flight` is the
+Every request's headers (names lowercased: HTTP names are case-insensitive) and JSON payload are kept in `server.requests`; `server.max_in_flight` is the
 most requests handled at once.
 """
 
@@ -112,7 +112,7 @@ class ChatServer:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 payload = json.loads(self.rfile.read(length))
-                mode = server._next_mode(payload, dict(self.headers))
+                mode = server._next_mode(payload, {name.lower(): value for name, value in self.headers.items()})
                 try:
                     self._answer(mode, payload)
                 except (BrokenPipeError, ConnectionResetError):

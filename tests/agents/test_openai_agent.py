@@ -63,7 +63,7 @@ def test_request_carries_the_context_sampling_parameters_and_the_key_from_the_en
     agent = _agent(server, api_key_env="ICL_TEST_API_KEY", temperature=0.3, top_p=0.9, max_tokens=5)
     agents.play_trial(gym.make(ENV_ID, horizon=2), agent, seed=1)
     headers, payload = server.requests[-1]
-    assert headers["Authorization"] == "Bearer sk-test-123"
+    assert headers["authorization"] == "Bearer sk-test-123"
     assert (payload["model"], payload["temperature"], payload["top_p"], payload["max_tokens"]) == ("tiny", 0.3, 0.9, 5)
     roles = [message["role"] for message in payload["messages"]]
     assert roles[0] == "system" and roles[1::2] == ["user"] * len(roles[1::2]) and roles[-1] == "user"
@@ -72,7 +72,7 @@ def test_request_carries_the_context_sampling_parameters_and_the_key_from_the_en
     monkeypatch.delenv("ICL_TEST_API_KEY")
     agent.reset(1)
     agent.act("arm 0 -> 1", {})
-    assert "Authorization" not in server.requests[-1][0]
+    assert "authorization" not in server.requests[-1][0]
 
 
 def test_native_tool_call_becomes_the_boxed_json_action_and_the_reply_a_tool_message(server):

@@ -5,20 +5,30 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
+import agents
 import envs
 from envs import MultiEpisode
 
 
 def _play(env, actions, seed=0):
+    """Steps as (observation, action, reward, trial over, info); a step cap's end is checked to be `truncated`."""
     observation, info = env.reset(seed=seed)
     steps = [(observation, None, 0.0, False, info)]
     for action in actions:
         observation, reward, terminated, truncated, info = env.step(action)
-        steps.append((observation, action, reward, terminated, info))
-        assert not truncated
-        if terminated:
+        steps.append((observation, action, reward, terminated or truncated, info))
+        capped = env.unwrapped is not env and info["trial_step"] == getattr(_multi(env), "total_step_cap", None)
+        assert not (terminated and truncated)
+        assert not truncated or capped
+        if terminated or truncated:
             break
     return steps
+
+
+def _multi(env) -> MultiEpisode:
+    while not isinstance(env, MultiEpisode):
+        env = env.env
+    return env
 
 
 def test_headers_rewards_and_trial_info():
@@ -65,10 +75,42 @@ def test_total_step_cap_cuts_the_trial_and_counts_the_cut_episode_as_failure():
     assert len(steps) == 7 and steps[-1][3]
     assert final["episode_lengths"] == [4, 2]
     assert final["episode_successes"][1] is False
-    # The unplayed third episode counts with the oracle's full value in the regret.
-    per_episode_oracle = 4 * 0.6
-    assert final["oracle_return"] == pytest.approx(3 * per_episode_oracle)
-    assert final["in_context_regret"] >= sum(final["episode_regrets"]) + per_episode_oracle - 1e-9
+    # The unplayed third episode is charged a worst-case episode's regret (every pull on a 0.4 arm), no more.
+    assert final["oracle_return"] == pytest.approx(3 * 4 * 0.6)
+    assert final["in_context_regret"] == pytest.approx(sum(final["episode_regrets"]) + 4 * (0.6 - 0.4))
+    # The cut episode is a failure scored by the family: 2 pulls of arm 1 (not the best arm for seed 0)
+    # at 0.2 pseudo-regret each, and its 2 unplayed pulls counted as wasted ones (worst arm, 0.2 each).
+    assert final["episode_regrets"][1] == pytest.approx(4 * (0.6 - 0.4))
+
+
+def test_a_step_cap_ends_the_trial_truncated_and_a_full_trial_terminated():
+    capped = gym.make("icl/BernoulliBandit-Hard-v0", episodes=2, horizon=3, total_step_cap=4)
+    capped.reset(seed=0)
+    ends = [capped.step("\\boxed{0}")[2:4] for _ in range(4)]
+    assert ends == [(False, False)] * 3 + [(False, True)]  # was (True, False): a cap is not the task's end
+    exact = gym.make("icl/BernoulliBandit-Hard-v0", episodes=2, horizon=2, total_step_cap=4)
+    exact.reset(seed=0)
+    assert [exact.step("\\boxed{0}")[2:4] for _ in range(4)][-1] == (True, False)  # every episode played
+
+
+@pytest.mark.parametrize(
+    "env_id, agent_name",
+    [("icl/BernoulliBandit-Meta-v0", "thompson"), ("icl/GaussianBandit-Meta-v0", "ucb"),
+     ("icl/BestArmBandit-Easy-v0", "uniform"), ("icl/RockPaperScissors-Medium-v0", "random"),
+     ("icl/HiddenFrozenLake-Hard-v0", "random"), ("icl/Wordle-Easy-v0", "random")],
+)
+def test_a_cap_inside_episode_one_keeps_the_tasks_oracle_and_never_lowers_regret(env_id, agent_name):
+    # The issue's repro: BernoulliBandit-Meta, thompson, seed 3, cap 19 reported oracle 3.0 and regret 3.0
+    # against 45.0 and 9.0 uncapped; oracle_return is the task's, and an unplayed episode costs a worst case.
+    full = agents.play_trial(gym.make(env_id, episodes=3), agents.baseline(agent_name, env_id), seed=3)
+    env = gym.make(env_id, episodes=3, total_step_cap=2)
+    capped = agents.play_trial(env, agents.baseline(agent_name, env_id), seed=3)
+    assert capped["oracle_return"] == pytest.approx(full["oracle_return"])
+    inner = env.unwrapped
+    worst = inner.worst_case_regret()
+    assert len(capped["episode_regrets"]) == 1 and capped["episode_regrets"][0] <= worst + 1e-9
+    assert capped["in_context_regret"] == pytest.approx(capped["episode_regrets"][0] + 2 * worst)
+    assert capped["in_context_regret"] >= full["in_context_regret"] - 1e-9
 
 
 def test_reflection_turn_is_not_counted_in_the_step_cap():

@@ -33,15 +33,18 @@ def test_row_from_a_real_trial():
     json.dumps(row)
 
 
-def test_unplayed_episodes_are_failures_charged_the_oracle():
-    # A trial cut after its first episode: episodes 2 and 3 count as failed, with the per-episode oracle as regret.
-    row = _real_row(seed=4)
-    cut = _real_row(seed=4, episode_successes=[True], episode_returns=[15.0], episode_regrets=[1.0])
-    assert cut["episodes_played"] == 1
-    assert cut["episode_successes"] == [True, False, False]
-    assert cut["episode_returns"] == [15.0, 0.0, 0.0]
-    assert cut["episode_regrets"][1:] == [row["oracle_return"] / 3] * 2
-    assert cut["icl_gain_success"] == -1.0
+def test_unplayed_episodes_are_failures_charged_a_worst_case_episode():
+    # A real trial cut by a step cap inside episode 2 (of 20 pulls each): episode 2 is the cut one, episode 3
+    # is unplayed and charged a worst-case episode's regret (20 pulls on a 0.25 arm), as MultiEpisode charges it.
+    env = gym.make("icl/BernoulliBandit-Meta-v0", episodes=3, total_step_cap=25)
+    record = agents.play_trial(env, agents.baseline("thompson", "icl/BernoulliBandit-Meta-v0"), seed=4)
+    cut = make_row(agent="thompson", agent_hash="abcd1234", agent_role="agent", suite="bandits",
+                   env_id="icl/BernoulliBandit-Meta-v0", episodes=3, env_kwargs={}, seed=4, record=record, wall_time_s=0.01)
+    assert cut["episodes_played"] == 2 and cut["episode_successes"][1:] == [False, False]
+    assert cut["episode_returns"][2] == 0.0
+    assert cut["episode_regrets"][2] == pytest.approx(20 * (0.75 - 0.25))
+    assert sum(cut["episode_regrets"]) == pytest.approx(cut["in_context_regret"])
+    assert cut["oracle_return"] == _real_row(seed=4)["oracle_return"] == 3 * 20 * 0.75
 
 
 def test_append_reopen_and_no_duplicates(tmp_path):
