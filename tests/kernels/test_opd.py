@@ -416,6 +416,37 @@ def test_cublas_path_compiles_once_for_every_chunk_size():
     assert compiled() == before
 
 
+@pytest.mark.skipif(DEVICE != "cuda" or not HAS_TRITON, reason="allocator peaks are measured on a GPU")
+@pytest.mark.parametrize("impl", ["triton", "cublas"])
+def test_peak_memory_matches_the_design(monkeypatch, impl):
+    """Peak extra memory of fwd+bwd against the buffers each design allocates (kernels_v2.md 2 and 4.2)."""
+    from kernels import _opd_single_pass
+
+    num_rows, vocab, hidden = 4096, 32768, 512
+    hs, ws, ht, wt = _inputs((num_rows, vocab, hidden, hidden), torch.bfloat16, seed=61)
+    h, w = hs.requires_grad_(True), ws.requires_grad_(True)
+    grad_w, grad_h = vocab * hidden * 2, num_rows * hidden * 2  # the returned bf16 d W_s and d h_s
+    if impl == "triton":
+        monkeypatch.setattr(opd, "WORKSPACE_BYTES", num_rows * 4096 * 2)  # 8 slices of 4096 columns
+        # d W_s + fp32 d h_s accumulator + the workspace, which is freed before d h_s is allocated
+        # (the lifetime bug of kernels_v2.md section 2 added d h_s on top)
+        design = grad_w + num_rows * hidden * 4 + max(num_rows * 4096 * 2, grad_h)
+    else:
+        monkeypatch.setattr(_opd_single_pass, "CHUNK_BUFFER_BYTES", 2 * 512 * vocab * 2)  # 512-row chunks
+        tiles = _opd_single_pass._tiles(hs.device)
+        # both gradients + the stored logits of one chunk + the fp32 sub-block scratch
+        design = grad_w + grad_h + 2 * 512 * vocab * 2 + 2 * 512 * tiles["sub_block"] * 4
+    kernels.distill_loss(h, w, ht, wt, impl=impl).backward()  # warm-up: compilation, cuBLAS workspaces
+    h.grad = w.grad = None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    kernels.distill_loss(h, w, ht, wt, impl=impl).backward()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    assert design <= peak <= 1.03 * design + 4 * 2**20, (peak / 2**20, design / 2**20)
+
+
 def _bad_calls():
     hs, ws, ht, wt = _inputs((4, 50, 8, 6), torch.float32, seed=0)
     ok = dict(student_hidden=hs, student_weight=ws, teacher_hidden=ht, teacher_weight=wt)
