@@ -22,6 +22,7 @@ which is how the tests run it.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -48,6 +49,8 @@ _TILES = {
     "interpret": dict(BLOCK_M=16, BLOCK_V=128, num_warps=1, sub_block=256),
 }
 _SIDE_STREAMS: dict = {}
+_MM_FP32_OUT: bool | None = None  # whether torch.mm(..., out_dtype=float32) works (CUDA); None: untried
+_log = logging.getLogger(__name__)
 
 
 def _tiles(device: torch.device) -> dict:
@@ -78,12 +81,23 @@ def _side_stream(device: torch.device):
 
 def _mm_fp32(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
     """out (fp32) = a @ b^T with fp32 output: no rounding of the logits to the input dtype."""
+    global _MM_FP32_OUT
     if a.dtype == torch.float32:
         torch.mm(a, b.T, out=out)
-    elif a.is_cuda:
-        torch.mm(a, b.T, out_dtype=torch.float32, out=out)
-    else:  # CPU has no fp32-output half GEMM: upcast this sub-block only
-        torch.mm(a.float(), b.float().T, out=out)
+        return
+    if a.is_cuda and _MM_FP32_OUT is not False:
+        try:
+            torch.mm(a, b.T, out_dtype=torch.float32, out=out)
+            _MM_FP32_OUT = True
+            return
+        except (RuntimeError, TypeError) as error:
+            if isinstance(error, torch.OutOfMemoryError) or ("dtype" not in str(error) and not isinstance(error, TypeError)):
+                raise
+            _MM_FP32_OUT = False
+            _log.warning("torch.mm(out_dtype=float32) is unsupported here (%s); the cublas path upcasts each "
+                         "sub-block of the head to fp32 instead (exact, but slower)", str(error).splitlines()[0][:120])
+    # CPU has no fp32-output half GEMM (nor an old torch on CUDA): upcast this sub-block only.
+    torch.mm(a.float(), b.float().T, out=out)
 
 
 def _block_logits(h_s, h_t, w_s, w_t, scratch, side):

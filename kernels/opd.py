@@ -29,9 +29,12 @@ Gradient (formed inside the forward: the loss is sum_n w_n D_n with w known in a
 The gradient pass recomputes z and u with the same tile routine as the statistics pass, so the
 logits agree exactly. FLOPs: 4 F_s + 2 F_t (6 for jsd: one more pass), with F = 2 N V H.
 
+`impl="cublas"` (`kernels/_opd_single_pass.py`) is the single-pass alternative: cuBLAS GEMMs into
+fp32 sub-blocks, Triton row kernels for the same statistics, logits stored fp16-relative per
+chunk and d(logits) written over them, so nothing is recomputed (4 F_s-sized GEMMs in all).
 `impl="torch"` (and CPU without Triton) runs `kernels/opd_reference.py`, which materialises one
-(chunk x V) block at a time instead. The Triton kernels live in `kernels/_opd_triton.py` and are
-imported on first use, so importing `kernels` never needs Triton.
+(chunk x V) block at a time instead. The Triton kernels are imported on first use, so importing
+`kernels` never needs Triton; validation lives in `kernels/_opd_checks.py`.
 """
 
 from __future__ import annotations
