@@ -12,7 +12,7 @@ For each chunk size C (rows per chunk) this times the four GEMM families of `ker
 * dH = dZ W (K = V, the skinny GEMM that decides whether 250 ms is reachable);
 * dW += dZ^T h: bf16 in place (K = C), and into an fp32 buffer with `out_dtype`.
 
-It prints one table (ms for all N, TFLOP/s), the sum of the fastest z + u, dH and dW rows per C (the 4-GEMM
+It prints one table (ms for all N, TFLOP/s) and draws it (gemm_shapes.png), the sum of the fastest z + u, dH and dW rows per C (the 4-GEMM
 floor of the loss), and appends the rows to benchmarks/results/gemm_shapes.csv with device, commit, date and
 versions. The C and S with the lowest floor go into `kernels/_opd_single_pass.py` by hand. A GEMM that fails
 (for example `out_dtype` on an older torch) is reported as an error row, not fatal.
@@ -126,6 +126,35 @@ def _print_floor(rows: list[dict]) -> None:
                   "(the loss's GEMM floor at this C)")
 
 
+def _plot(rows: list[dict], path: Path) -> None:
+    """TFLOP/s of every GEMM family, one group of bars per chunk size C."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(f"{row['gemm']}" + (f" S={row['S']}" if row["S"] else "") for row in rows))
+    chunks = sorted({row["C"] for row in rows})
+    figure, axis = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / len(chunks)
+    for index, chunk in enumerate(chunks):
+        values = []
+        for name in names:
+            match = [row for row in rows if row["C"] == chunk and name.startswith(row["gemm"])
+                     and (not row["S"] or name.endswith(f"S={row['S']}"))]
+            values.append(float(match[0]["tflops"]) if match and match[0]["tflops"] is not None else float("nan"))
+        axis.bar([x + index * width for x in range(len(names))], values, width, label=f"C={chunk}")
+    axis.set_xticks([x + width * (len(chunks) - 1) / 2 for x in range(len(names))], names, rotation=25,
+                    ha="right", fontsize=8)
+    axis.set_ylabel("TFLOP/s")
+    axis.legend()
+    axis.set_title(f"single-pass OPD GEMM shapes, N={rows[0]['N']}, V={rows[0]['V']}, H={rows[0]['H']}, "
+                   f"{rows[0]['device']}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110, format="png")
+    plt.close(figure)
+
+
 def main(argv=None) -> list[dict]:
     """Parses the arguments, runs the timings and appends the CSV rows (dry runs go to an ignored .tmp file)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -146,6 +175,9 @@ def main(argv=None) -> list[dict]:
     rows = run(args)
     append_csv(csv_path, rows, CSV_FIELDS)
     print(f"appended {len(rows)} rows to {csv_path}")
+    figure = csv_path.with_suffix(".png") if csv_path.suffix == ".csv" else csv_path.with_name(csv_path.name + ".png.tmp")
+    _plot(rows, figure)
+    print(f"figure: {figure}")
     return rows
 
 

@@ -62,7 +62,7 @@ kernels.distill_loss(h.requires_grad_(), w, h, w, impl='triton'); print('addmm f
     2>&1 | tail -n 2
 # naive, checkpoint and ours_torch were measured on 2026-11-27 and would cost a minute: left out here.
 TAIL_LINES=80 stage opd_loss "${BENCH_S:-270}" "$PYTHON" -m benchmarks.opd_loss --tokens 32768,16384,4096 \
-    --methods "${BENCH_METHODS:-liger_chunked,trl_chunked,liger_fused_jsd,ours,ours+select,token_stats,ours_cublas,ours_cublas_fp32,ours_cublas+select,token_stats_cublas}" \
+    --methods "${BENCH_METHODS:-liger_chunked,trl_chunked,liger_fused_jsd,ours,ours+select,token_stats,ours_cublas,ours_cublas_fp32,ours_cublas+select,token_stats_cublas,ours_cublas+chunk_select}" \
     --accuracy --shape-change --csv "$LOG_DIR/opd_loss.csv"
 if [ -n "${KERNELS_ONLY:-}" ]; then
     echo "=== done (KERNELS_ONLY)"

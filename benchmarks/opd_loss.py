@@ -25,6 +25,8 @@ gradient with respect to the student hidden states and LM head):
                      sub-blocks + Triton row kernels, 4 GEMMs), d W_s accumulated in bf16
     ours_cublas_fp32 the same with accum="fp32" (an fp32 d W_s accumulator: +4 bytes per weight)
     ours_cublas+select  token_stats(impl="cublas") on all N rows, then distill_loss(rows=kept)
+    ours_cublas+chunk_select  one pass, distill_loss(select=threshold on reverse KL): statistics of
+                     every row and gradients of the kept ones, (2 + 2 ratio) GEMM-equivalents
     token_stats_cublas  kernels.token_stats(impl="cublas"), forward only
 
 Extra columns: `first_ms` is the first call's time (compilation and JIT included: Liger's
@@ -65,7 +67,7 @@ from benchmarks.provenance import append_csv, commit, version
 RESULTS = Path(__file__).parent / "results"
 ALL_METHODS = ["naive", "checkpoint", "liger_fused_jsd", "liger_chunked", "trl_chunked",
                "ours_torch", "ours", "ours+select", "token_stats", "ours_cublas", "ours_cublas_fp32",
-               "ours_cublas+select", "token_stats_cublas"]
+               "ours_cublas+select", "token_stats_cublas", "ours_cublas+chunk_select"]
 CSV_FIELDS = ["date", "commit", "device", "torch", "triton", "liger_kernel", "trl", "method", "N",
               "ratio", "V", "H_s", "H_t", "dtype", "mode", "ms", "peak_gib", "tflops", "status", "loss",
               "first_ms", "reserved_gib", "grad_gib", "tiles"]
@@ -141,6 +143,23 @@ def ours_select(ratio, impl=None, kept_rows=False):
     return run
 
 
+def ours_chunk_select(ratio):
+    """One pass with select=: rows whose reverse KL exceeds a threshold keep their gradients. The
+    threshold is the (1 - ratio) quantile of the first call's statistics, reused afterwards, as a
+    trainer would reuse the previous step's normalisers; weights 1/(ratio N) give the kept mean."""
+    state = {}
+
+    def run(hs, ws, ht, wt, labels):
+        if "threshold" not in state:
+            kl = kernels.token_stats(hs.detach(), ws.detach(), ht, wt, impl="cublas").reverse_kl
+            state["threshold"] = float(torch.quantile(kl.float()[: 2**24], 1.0 - ratio))
+        weights = torch.full((hs.shape[0],), 1.0 / max(1, int(ratio * hs.shape[0])), device=hs.device)
+        return kernels.distill_loss(hs, ws, ht, wt, "reverse_kl", weights=weights, impl="cublas",
+                                    select=lambda rows, stats: stats.reverse_kl > state["threshold"])
+
+    return run
+
+
 def token_stats_only(impl=None):
     def run(hs, ws, ht, wt, labels):
         kernels.token_stats(hs.detach(), ws.detach(), ht, wt, tokens=labels, impl=impl)
@@ -166,6 +185,8 @@ def _cases(methods, ratios, impl):
         "ours_cublas+select": [("ours_cublas+select", r, lambda r=r: ours_select(r, "cublas", kept_rows=True), False)
                                for r in ratios],
         "token_stats_cublas": [("token_stats_cublas", 1.0, lambda: token_stats_only("cublas"), True)],
+        "ours_cublas+chunk_select": [("ours_cublas+chunk_select", r, lambda r=r: ours_chunk_select(r), False)
+                                     for r in ratios],
     }
     return [case for name in methods for case in table[name]]
 
@@ -231,8 +252,10 @@ def _flops(name, ratio, num_rows, vocab, h_s, h_t):
     loss_rows = max(1, int(ratio * num_rows))
     stats = 2 * num_rows * vocab * (h_s + h_t)
     loss = 2 * loss_rows * vocab * (3 * h_s + h_t)
+    one_pass = stats + 2 * loss_rows * vocab * 2 * h_s  # statistics of all rows, dH and dW of the kept ones
     return {"token_stats": stats, "token_stats_cublas": stats, "ours+select": stats + loss,
-            "ours_cublas+select": stats + loss}.get(name, 2 * num_rows * vocab * (3 * h_s + h_t))
+            "ours_cublas+select": stats + loss, "ours_cublas+chunk_select": one_pass}.get(
+        name, 2 * num_rows * vocab * (3 * h_s + h_t))
 
 
 def _status(error: BaseException) -> str:
@@ -345,7 +368,8 @@ def _print_table(rows):
         print(_format_row(row))
     timed = [r for r in rows if r["mode"] != "reshape" and r.get("ms")]
     for num_rows in sorted({r["N"] for r in timed}):
-        for base, select in (("ours", "ours+select"), ("ours_cublas", "ours_cublas+select")):
+        for base, select in (("ours", "ours+select"), ("ours_cublas", "ours_cublas+select"),
+                             ("ours_cublas", "ours_cublas+chunk_select")):
             full = [r for r in timed if r["N"] == num_rows and r["method"] == base]
             for r in [r for r in timed if r["N"] == num_rows and r["method"] == select] if full else []:
                 print(f"N={num_rows}: {select} ratio {r['ratio']} takes {r['ms'] / full[0]['ms']:.2f}x "
@@ -360,7 +384,7 @@ def _plot(rows, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [r for r in rows if r["mode"] != "reshape"]
-    labels = list(dict.fromkeys(f"{r['method']}" + (f" {float(r['ratio']):g}" if r["method"].endswith("+select") else "")
+    labels = list(dict.fromkeys(f"{r['method']}" + (f" {float(r['ratio']):g}" if "select" in r["method"] else "")
                                 for r in rows))
     sizes = sorted({int(r["N"]) for r in rows})
     figure, axes = plt.subplots(1, 2, figsize=(15, 4.8))
@@ -371,7 +395,7 @@ def _plot(rows, path: Path) -> None:
             values = []
             for label in labels:
                 match = [r for r in rows if int(r["N"]) == size and label == r["method"] + (
-                    f" {float(r['ratio']):g}" if r["method"].endswith("+select") else "")]
+                    f" {float(r['ratio']):g}" if "select" in r["method"] else "")]
                 value = match[-1][key] if match else None
                 values.append(float(value) if value not in (None, "") else float("nan"))
             axis.bar([x + index * width for x in range(len(labels))], values, width, label=f"N={size}")
@@ -455,7 +479,7 @@ def accuracy(args) -> list[dict]:
                 device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", torch=torch.__version__,
                 triton=version("triton"), liger_kernel=version("liger-kernel"), trl=version("trl"),
                 N=args.accuracy_tokens, V=args.vocab, H_s=args.hidden, H_t=args.teacher_hidden, dtype=args.dtype)
-    cases = [case for case in _cases(args.methods, [1.0], args.impl) if not case[0].endswith("+select")]
+    cases = [case for case in _cases(args.methods, [1.0], args.impl) if "select" not in case[0]]
     rows = []
     print("\n| method | inputs | loss err | KL median rel. err | KL max rel. err | dh err | dW err | status |")
     print("|---|---|---|---|---|---|---|---|")

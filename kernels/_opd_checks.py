@@ -154,3 +154,17 @@ def contiguous_rows(*tensors):
     """The tensors with unit column stride (copied only when needed)."""
     # Kernels index columns with unit stride; rows may have any stride.
     return [t if t.stride(-1) == 1 else t.contiguous() for t in tensors]
+
+
+def check_select(select, impl, rows, reduction) -> None:
+    """Rejects a `select` rule that is not callable or is combined with options it cannot honour."""
+    if not callable(select):
+        raise TypeError(f"select must be a callable (rows: slice, stats: TokenStats) -> bool tensor, got "
+                        f"{type(select).__name__}")
+    if impl not in (None, "cublas"):
+        raise ValueError(f"select= runs on the single-pass path only; use impl='cublas' (or None), got {impl!r}")
+    if rows is not None:
+        raise ValueError("pass rows= (kept rows chosen beforehand) or select= (chosen chunk by chunk), not both")
+    if reduction != "sum":
+        raise ValueError("select= keeps rows chunk by chunk, so their count is unknown until the end: use "
+                         "reduction='sum' and put the normalisation (e.g. 1 / expected kept count) in weights=")

@@ -208,6 +208,17 @@ def _chunk_jsd(bufs, stats, beta, tiles, rows):
     return out[0], out[1]
 
 
+def _chunk_selection(select, rows: slice, stats: dict, device) -> torch.Tensor:
+    """The (rows,) bool mask a `select` rule returns for one chunk's statistics, checked."""
+    keep = select(rows, TokenStats(stats["entropy"], None, stats["reverse_kl"], stats["forward_kl"]))
+    count = rows.stop - rows.start
+    if not isinstance(keep, torch.Tensor) or keep.dtype != torch.bool or keep.shape != (count,):
+        got = (keep.dtype, tuple(keep.shape)) if isinstance(keep, torch.Tensor) else type(keep).__name__
+        raise ValueError(f"select must return a bool tensor of shape ({count},) (one entry per row of the "
+                         f"chunk {rows.start}:{rows.stop}), got {got}")
+    return keep.to(device)
+
+
 def _weight_accumulator(ws, grad_weight_out, accum):
     if grad_weight_out is not None:
         return grad_weight_out
@@ -216,11 +227,16 @@ def _weight_accumulator(ws, grad_weight_out, accum):
 
 @torch.no_grad()
 def distill_single_pass(hs, ws, ht, wt, row_weights, divergence, beta, temperature,
-                        need_grad_hidden, need_grad_weight, rows=None, grad_weight_out=None, accum="bf16"):
+                        need_grad_hidden, need_grad_weight, rows=None, grad_weight_out=None, accum="bf16",
+                        select=None):
     """Loss sum_n w_n D_n over `rows` (all rows when None) and its gradients in one pass.
 
     Same contract as `opd_reference.distill_forward_reference`: grad_hidden is (N, H_s) (zero on
-    rows not selected), grad_weight is None when it went into `grad_weight_out`.
+    rows not selected), grad_weight is None when it went into `grad_weight_out`. `select(rows,
+    stats) -> bool mask`, when given, decides each chunk's kept rows from that chunk's statistics;
+    the dropped rows get weight 0 and the kept rows' d(logits) are compacted before the dH and dW
+    GEMMs, so those cost 2k GEMM-equivalents for a kept ratio k (one host sync per chunk: the
+    kept count sizes the GEMMs).
     """
     from kernels.opd import _addmm_into_fp32_
 
@@ -236,7 +252,8 @@ def distill_single_pass(hs, ws, ht, wt, row_weights, divergence, beta, temperatu
     bufs = _buffers(chunk, vocab, hs.device, tiles, store_dtype)
     grad_hidden = None
     if need_grad_hidden:  # every row is written below unless rows are dropped or all weights are 0
-        grad_hidden = torch.empty_like(hs) if rows is None and top != 0.0 else torch.zeros_like(hs)
+        every_row = rows is None and select is None and top != 0.0
+        grad_hidden = torch.empty_like(hs) if every_row else torch.zeros_like(hs)
     acc = _weight_accumulator(ws, grad_weight_out, accum) if need_grad_weight or grad_weight_out is not None else None
     loss = torch.zeros((), dtype=torch.float32, device=hs.device)
     out_scale = top * inv_tau
@@ -246,6 +263,9 @@ def distill_single_pass(hs, ws, ht, wt, row_weights, divergence, beta, temperatu
         h_s, h_t = hs[index], ht[index]  # (C, H_s), (C, H_t): views, or small gathered copies
         stats = _chunk_statistics(h_s, h_t, ws, wt[:vocab], None, bufs, tiles, inv_tau, store=True)
         w = weights[c0:c1]
+        if select is not None:
+            keep = _chunk_selection(select, slice(c0, c1), stats, w.device)  # (C,) bool
+            w = torch.where(keep, w, 0.0)
         if divergence == "jsd":
             kl_pm, kl_qm = _chunk_jsd(bufs, stats, beta, tiles, c1 - c0)
             value, const = beta * kl_qm + (1.0 - beta) * kl_pm, kl_pm
@@ -257,8 +277,15 @@ def distill_single_pass(hs, ws, ht, wt, row_weights, divergence, beta, temperatu
         if not need_grad or top == 0.0:
             continue
         dz = _chunk_gradient(bufs, stats, const, w / top, divergence, beta, tiles, hs.dtype, c1 - c0)
-        if grad_hidden is not None and rows is None:
-            out = grad_hidden[c0:c1]
+        if select is not None:
+            kept = keep.nonzero()[:, 0]  # (k,): the host sync of this mode
+            if kept.numel() == 0:
+                continue
+            compact = bufs["xt"][: kept.numel()].view(hs.dtype)  # the teacher values are no longer needed
+            torch.index_select(dz, 0, kept, out=compact)
+            dz, h_s, index = compact, h_s[kept], kept + c0  # (k, V), (k, H_s), (k,)
+        if grad_hidden is not None and isinstance(index, slice):
+            out = grad_hidden[index]
             torch.addmm(out, dz, ws, beta=0, alpha=out_scale, out=out)
         elif grad_hidden is not None:
             grad_hidden.index_copy_(0, index, torch.mm(dz, ws).mul_(out_scale))

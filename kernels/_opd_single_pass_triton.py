@@ -30,7 +30,8 @@ from kernels._opd_triton import _log_mixture, _rescale
 STATE_ROWS = 10
 
 
-@triton.jit(do_not_specialize=["n_rows", "ref_rows", "width", "v0", "num_tiles", "stride_z", "stride_u"])
+@triton.jit(do_not_specialize=["n_rows", "ref_rows", "width", "v0", "num_tiles", "stride_z", "stride_u",
+                               "stride_state", "stride_x"])
 def _sp_stats_kernel(
     z_ptr,  # (n_rows, >= width) fp32 student logits of this sub-block (not yet divided by tau)
     u_ptr,  # (n_rows, >= width) fp32 teacher logits of this sub-block
@@ -145,7 +146,7 @@ def _stored_log_probs(xs_ptr, xt_ptr, ref_ptr, terms_ptr, rows, cols, tile, mask
     return log_p, log_q
 
 
-@triton.jit(do_not_specialize=["n_rows", "ref_rows", "vocab", "num_tiles", "stride_terms"])
+@triton.jit(do_not_specialize=["n_rows", "ref_rows", "vocab", "num_tiles", "stride_x", "stride_terms"])
 def _sp_jsd_kernel(
     xs_ptr,  # (n_rows, V) stored student values
     xt_ptr,  # (n_rows, V) stored teacher values
@@ -182,7 +183,7 @@ def _sp_jsd_kernel(
     tl.store(out_ptr + n_rows + rows, kl_qm, mask=row_mask)
 
 
-@triton.jit(do_not_specialize=["n_rows", "ref_rows", "vocab", "num_tiles", "stride_terms"])
+@triton.jit(do_not_specialize=["n_rows", "ref_rows", "vocab", "num_tiles", "stride_x", "stride_terms"])
 def _sp_grad_kernel(
     xs_ptr,  # (n_rows, V) stored student values; overwritten with d(logits) through dz_ptr
     xt_ptr,  # (n_rows, V) stored teacher values

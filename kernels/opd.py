@@ -49,6 +49,7 @@ from kernels._opd_checks import (
     IMPLS,
     check_grad_weight_out,
     check_rows,
+    check_select,
     check_weights,
     choose_impl,
     contiguous_rows,
@@ -393,11 +394,13 @@ class _DistillLoss(torch.autograd.Function):
     """Loss and gradients in one forward; backward only scales the stored gradients."""
 
     @staticmethod
-    def forward(ctx, hs, ws, ht, wt, row_weights, rows, grad_weight_out, options):
+    def forward(ctx, hs, ws, ht, wt, row_weights, rows, grad_weight_out, options, select):
         divergence, beta, temperature, impl, accum, need_grad_hidden, need_grad_weight = options
+        ctx.extra = {} if select is None or impl != "cublas" else {"select": select}
         loss, grad_hidden, grad_weight = _runner(impl)(
             hs, ws, ht, wt, row_weights, divergence, beta, temperature,
             need_grad_hidden, need_grad_weight, rows=rows, grad_weight_out=grad_weight_out, accum=accum,
+            **ctx.extra,
         )
         ctx.save_for_backward(hs, ws, ht, wt, row_weights, rows)
         ctx.options, ctx.grad_weight_out = options, grad_weight_out
@@ -422,14 +425,14 @@ class _DistillLoss(torch.autograd.Function):
             hs, ws, ht, wt, row_weights, rows = ctx.saved_tensors
             _, *grads = _runner(impl)(hs, ws, ht, wt, row_weights, divergence, beta, temperature,
                                       ctx.needs_input_grad[0], ctx.needs_input_grad[1] and ctx.grad_weight_out is None,
-                                      rows=rows, grad_weight_out=ctx.grad_weight_out, accum=accum)
+                                      rows=rows, grad_weight_out=ctx.grad_weight_out, accum=accum, **ctx.extra)
         grad_hidden, grad_weight = grads
         # Scale in place: these buffers belong to this call, and handing them over uncopied lets
         # autograd store them as .grad without another (V x H) allocation.
         for grad in (grad_hidden, grad_weight):
             if grad is not None:
                 grad.mul_(grad_loss)
-        return grad_hidden, grad_weight, None, None, None, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None, None, None, None
 
 
 def token_stats(
@@ -515,6 +518,7 @@ def distill_loss(
     accum: str | None = None,
     rows: torch.Tensor | None = None,
     grad_weight_out: torch.Tensor | None = None,
+    select=None,
 ) -> torch.Tensor:
     """Weighted sum (or mean) over tokens of a student-teacher divergence, from hidden states.
 
@@ -561,6 +565,15 @@ def distill_loss(
             autograd accumulation. The loss must then be backpropagated with an incoming
             gradient of exactly 1 (scale through `weights` instead), and student_weight gets no
             gradient through autograd.
+        select: Optional chunk-decidable TIP rule `select(rows: slice, stats: TokenStats) ->
+            bool tensor (rows,)`, called once per chunk of rows with their statistics (entropy,
+            reverse_kl, forward_kl; logprob None) computed in this same pass; the rows it drops
+            get weight 0, and only the kept rows pay for the dH and dW GEMMs: statistics of every
+            row plus kept-row gradients in one pass, (2 + 2k) GEMM-equivalents for a kept ratio k.
+            The rule may also store the statistics it is given. It must decide from the chunk
+            alone (a threshold from the previous step's normalisers, a top-k within trial-aligned
+            rows), so it needs reduction="sum" (scale through weights) and excludes rows=; impl
+            "cublas" only (the default when select is given).
 
     Returns:
         The loss.
@@ -586,6 +599,9 @@ def distill_loss(
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     device, num_rows = student_hidden.device, student_hidden.shape[0]
+    if select is not None:
+        check_select(select, impl, rows, reduction)
+        impl = "cublas"
     impl = choose_impl(impl, student_hidden, teacher_hidden, accum)
     accum = accum or ("bf16" if impl == "cublas" else "exact")
     row_weights = check_weights(weights, num_rows, device, accumulation_dtype(student_hidden.dtype))
@@ -603,4 +619,5 @@ def distill_loss(
         grad_on and student_weight.requires_grad and grad_weight_out is None,
     )
     return _DistillLoss.apply(hs, ws, ht.detach(), wt.detach(), row_weights.contiguous(), rows,
-                              grad_weight_out if grad_on else None, options)
+                              grad_weight_out if grad_on else None, options, select)
+

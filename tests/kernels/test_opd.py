@@ -356,6 +356,39 @@ def test_kept_row_gradients_equal_the_full_gradient_restricted(impl, divergence,
         assert _rel(got, ref) < 1e-5
 
 
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("divergence", ["reverse_kl", "jsd"])
+def test_chunk_decided_selection_equals_selecting_first(divergence):
+    # A threshold rule decides each 12-row chunk alone: one pass must equal token_stats on all rows,
+    # then distill_loss on the rows the same rule keeps.
+    hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.float16, seed=67)
+    stats = kernels.token_stats(hs, ws, ht, wt, impl="cublas")
+    threshold = float(stats.reverse_kl.median())
+    seen = torch.full((37,), float("nan"), device=DEVICE)
+
+    def keep_divergent(rows, chunk_stats):
+        seen[rows] = chunk_stats.reverse_kl  # a rule may keep the statistics it is shown
+        return chunk_stats.reverse_kl > threshold
+
+    weights = torch.linspace(0.5, 1.5, 37, device=DEVICE)
+    got = _grads(_ours(ht, wt, divergence, 0.3, weights=weights, select=keep_divergent), hs, ws)
+    assert torch.equal(seen, stats.reverse_kl)  # every row's statistics, once, as token_stats gives them
+    kept = (stats.reverse_kl > threshold).nonzero()[:, 0]
+    assert 0 < kept.numel() < 37
+    want = _grads(_ours(ht, wt, divergence, 0.3, weights=weights, rows=kept, impl="cublas"), hs, ws)
+    # Same statistics, so the same loss; the d(logits) are scaled by max|w| over the rows passed
+    # (all 37 here, the kept ones there) before their fp16 rounding: fp16-level differences.
+    assert _rel(got[0], want[0]) < 1e-6
+    assert _rel(got[1], want[1]) < TOLERANCE[torch.float16] and _rel(got[2], want[2]) < TOLERANCE[torch.float16]
+    ref = _grads(lambda h, w: materialised_distill_loss(h.double()[kept], w.double(), ht[kept], wt, divergence,
+                                                        0.3, weights=weights[kept]), hs, ws)
+    assert _rel(got[1], ref[1]) < TOLERANCE[torch.float16] and _rel(got[2], ref[2]) < TOLERANCE[torch.float16]
+    with pytest.raises(ValueError, match="reduction='sum'"):
+        kernels.distill_loss(hs, ws, ht, wt, reduction="mean", select=keep_divergent)
+    with pytest.raises(ValueError, match="bool tensor of shape"):
+        kernels.distill_loss(hs, ws, ht, wt, select=lambda rows, chunk_stats: chunk_stats.reverse_kl)
+
+
 def _normwise(ours: torch.Tensor, ref: torch.Tensor) -> float:
     return float((ours.double() - ref.double()).norm() / ref.double().norm())
 
