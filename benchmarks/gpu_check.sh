@@ -3,12 +3,17 @@
 #
 #   bash benchmarks/gpu_check.sh [LOG_DIR]          # logs and result CSVs go to LOG_DIR (default outputs/gpu_check)
 #
-# 1. the kernel tests on CUDA (real Triton compilation, bf16 included; on CPU they run in the interpreter);
-# 2. benchmarks/opd_loss.py at its GPU defaults, N = 32768 first (the size the targets are set at);
-# 3. the trainer tests on CUDA (bf16 policy, TRL on the GPU, OPD with the Triton kernels);
-# 4. optionally (TIP_STEPS=<n>) benchmarks/tip_repro.py --scale gpu with n steps and seed 0.
-# Each stage has its own time limit (seconds: KERNEL_S, BENCH_S, TRAINER_S, TIP_S), so a slow stage cannot
-# starve the next, and every stage's output lands in LOG_DIR as it runs.
+# 1. benchmarks/gemm_shapes.py: cuBLAS rates of the single-pass loss's GEMM shapes (decides its chunk and
+#    sub-block sizes; about a minute);
+# 2. the kernel tests on CUDA (real Triton compilation, bf16 included; on CPU they run in the interpreter),
+#    with the fp32-accumulation path the GPU took (kernels.opd.last_addmm_path) printed after them;
+# 3. benchmarks/opd_loss.py at its GPU defaults, N = 32768 first (the size the targets are set at), all
+#    methods including the single-pass paths, plus the float64 accuracy table and a shape change;
+# 4. the trainer tests on CUDA (bf16 policy, TRL on the GPU, OPD with the Triton kernels);
+# 5. optionally (TIP_STEPS=<n>) benchmarks/tip_repro.py --scale gpu with n steps and seed 0.
+# Stages 1-3 (the kernels) fit in 8 minutes; KERNELS_ONLY=1 stops after them. Each stage has its own time
+# limit (seconds: GEMM_S, KERNEL_S, BENCH_S, TRAINER_S, TIP_S), so a slow stage cannot starve the next, and
+# every stage's output lands in LOG_DIR as it runs.
 #
 # On a machine without network access, WHEEL_DIR=<folder of wheels> installs them into a private
 # site folder first (the image's torch and Triton stay as they are).
@@ -49,9 +54,20 @@ for package in ("triton", "transformers", "trl", "liger-kernel", "datasets", "py
 EOF
 cat "$LOG_DIR/gpu.txt"
 
-stage kernel_tests "${KERNEL_S:-150}" "$PYTHON" -m pytest -q -x -p no:cacheprovider --durations=5 tests/kernels
-TAIL_LINES=45 stage opd_loss "${BENCH_S:-240}" "$PYTHON" -m benchmarks.opd_loss --tokens 32768,16384,4096 \
-    --csv "$LOG_DIR/opd_loss.csv"
+TAIL_LINES=30 stage gemm_shapes "${GEMM_S:-90}" "$PYTHON" -m benchmarks.gemm_shapes --csv "$LOG_DIR/gemm_shapes.csv"
+stage kernel_tests "${KERNEL_S:-120}" "$PYTHON" -m pytest -q -x -p no:cacheprovider --durations=5 tests/kernels
+"$PYTHON" -c "import torch, kernels; from kernels import opd; h = torch.randn(64, 64, device='cuda', dtype=torch.bfloat16)
+w = torch.randn(4096, 64, device='cuda', dtype=torch.bfloat16); opd.WORKSPACE_BYTES = 64 * 1024
+kernels.distill_loss(h.requires_grad_(), w, h, w, impl='triton'); print('addmm fp32 path:', opd.last_addmm_path)" \
+    2>&1 | tail -n 2
+# naive, checkpoint and ours_torch were measured on 2026-11-27 and would cost a minute: left out here.
+TAIL_LINES=80 stage opd_loss "${BENCH_S:-270}" "$PYTHON" -m benchmarks.opd_loss --tokens 32768,16384,4096 \
+    --methods "${BENCH_METHODS:-liger_chunked,trl_chunked,liger_fused_jsd,ours,ours+select,token_stats,ours_cublas,ours_cublas_fp32,ours_cublas+select,token_stats_cublas,ours_cublas+chunk_select}" \
+    --accuracy --shape-change --csv "$LOG_DIR/opd_loss.csv"
+if [ -n "${KERNELS_ONLY:-}" ]; then
+    echo "=== done (KERNELS_ONLY)"
+    exit 0
+fi
 stage trainer_tests "${TRAINER_S:-150}" "$PYTHON" -m pytest -q -x -p no:cacheprovider --durations=5 tests/trainers
 if [ -n "${TIP_STEPS:-}" ]; then
     TAIL_LINES=20 stage tip_repro "${TIP_S:-300}" "$PYTHON" -m benchmarks.tip_repro --scale gpu --seeds 0 \

@@ -29,18 +29,33 @@ Gradient (formed inside the forward: the loss is sum_n w_n D_n with w known in a
 The gradient pass recomputes z and u with the same tile routine as the statistics pass, so the
 logits agree exactly. FLOPs: 4 F_s + 2 F_t (6 for jsd: one more pass), with F = 2 N V H.
 
+`impl="cublas"` (`kernels/_opd_single_pass.py`) is the single-pass alternative: cuBLAS GEMMs into
+fp32 sub-blocks, Triton row kernels for the same statistics, logits stored fp16-relative per
+chunk and d(logits) written over them, so nothing is recomputed (4 F_s-sized GEMMs in all).
 `impl="torch"` (and CPU without Triton) runs `kernels/opd_reference.py`, which materialises one
-(chunk x V) block at a time instead. The Triton kernels live in `kernels/_opd_triton.py` and are
-imported on first use, so importing `kernels` never needs Triton.
+(chunk x V) block at a time instead. The Triton kernels are imported on first use, so importing
+`kernels` never needs Triton; validation lives in `kernels/_opd_checks.py`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import os
 
 import torch
 
+from kernels._opd_checks import (
+    ACCUMS,
+    IMPLS,
+    check_grad_weight_out,
+    check_rows,
+    check_select,
+    check_weights,
+    choose_impl,
+    contiguous_rows,
+    interpreting,
+    validate,
+)
 from kernels.opd_reference import (
     DIVERGENCES,
     TokenStats,
@@ -50,9 +65,8 @@ from kernels.opd_reference import (
     token_stats_reference,
 )
 
-__all__ = ["IMPLS", "REDUCTIONS", "TokenStats", "distill_loss", "token_stats"]
+__all__ = ["ACCUMS", "IMPLS", "REDUCTIONS", "TokenStats", "distill_loss", "token_stats"]
 
-IMPLS = ("torch", "triton")
 REDUCTIONS = ("sum", "mean")
 
 # ---- tunables (untuned: no GPU was available when these were chosen; see kernels/README.md) ----
@@ -78,10 +92,6 @@ _TILES = {
 }
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def _kernels():
     from kernels import _opd_triton  # lazy: Triton is optional
 
@@ -89,7 +99,7 @@ def _kernels():
 
 
 def _tiles(dtype: torch.dtype) -> dict:
-    if _interpreting():
+    if interpreting():
         return _TILES["interpret"]
     return _TILES["fp32"] if dtype == torch.float32 else _TILES["half"]
 
@@ -112,7 +122,7 @@ def _stats_splits(num_rows: int, vocab: int, tiles: dict, device: torch.device) 
     """(splits, columns per split) of the vocabulary for the statistics and JSD passes."""
     block_m, block_v = tiles["BLOCK_M"], tiles["BLOCK_V"]
     vocab_blocks = _cdiv(vocab, block_v)
-    if _interpreting():
+    if interpreting():
         splits = 3  # exercise the partial merge in CPU tests
     else:
         row_blocks = _cdiv(num_rows, block_m)
@@ -215,52 +225,54 @@ def _jsd_pass(hs, ws, ht, wt, stats, inv_tau, beta):
     return kl[0], kl[1]
 
 
-_ADDMM_FP32_OUT = None  # whether torch.addmm(..., out_dtype=float32) works here (CUDA, torch >= 2.8)
+# Whether torch.addmm(..., out_dtype=float32) works here (CUDA; torch >= 2.8, and an fp32 `self`
+# needs pytorch#167931): None until first tried. `last_addmm_path` names the path the latest call
+# took ("out_dtype", "upcast" on CPU, "rounded" when the product was rounded to the input dtype
+# first), so a benchmark or `gpu_check.sh` can show which one ran.
+_ADDMM_FP32_OUT: bool | None = None
+last_addmm_path: str | None = None
+_log = logging.getLogger(__name__)
 
 
 def _addmm_into_fp32_(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float) -> None:
     """acc (fp32) += alpha * a @ b, accumulating half-precision products without a rounding step."""
-    global _ADDMM_FP32_OUT
+    global _ADDMM_FP32_OUT, last_addmm_path
     if a.dtype == acc.dtype:
         acc.addmm_(a, b, alpha=alpha)
         return
-    if _ADDMM_FP32_OUT is not False and acc.is_cuda:
+    if not acc.is_cuda:  # CPU has no fp32-output half GEMM; exactness matters more than memory here
+        acc.addmm_(a.float(), b.float(), alpha=alpha)
+        last_addmm_path = "upcast"
+        return
+    if _ADDMM_FP32_OUT is not False:
         try:
             torch.addmm(acc, a, b, alpha=alpha, out_dtype=torch.float32, out=acc)
-            _ADDMM_FP32_OUT = True
+            _ADDMM_FP32_OUT, last_addmm_path = True, "out_dtype"
             return
-        except (RuntimeError, TypeError):  # CPU, or a torch without out_dtype
+        except torch.OutOfMemoryError:
+            raise  # the fallback below needs more memory, not less
+        except (RuntimeError, TypeError) as error:
+            if "dtype" not in str(error) and not isinstance(error, TypeError):
+                raise  # not the "unsupported" answer: a real failure must surface
             _ADDMM_FP32_OUT = False
-    acc.add_(torch.mm(a, b), alpha=alpha)  # rounds each slice's product to the input dtype once
+            _log.warning("torch.addmm(out_dtype=float32) is unsupported here (%s: %s); fp32 "
+                         "accumulation falls back to rounding each product to %s first and a "
+                         "temporary of its size", type(error).__name__, str(error).splitlines()[0][:120],
+                         a.dtype)
+    acc.add_(torch.mm(a, b), alpha=alpha)  # rounds the product to the input dtype once
+    last_addmm_path = "rounded"
 
 
-def _gradient_pass(hs, ws, ht, wt, stats, const, row_weights, divergence, beta, inv_tau,
-                   need_grad_hidden, need_grad_weight):
-    """d loss / d h_s and d loss / d W_s through a bounded (N x slice) d(logits) workspace."""
+def _slice_gradients(hs, ws, ht, wt, terms, workspace, grad_weight, grad_hidden, acc, out_scale,
+                     divergence, beta, inv_tau):
+    """The slice loop of `_gradient_pass`. A function of its own so that the workspace and every
+    view of it (`dz`, `rows_out`) are dead when it returns: a view alone keeps the whole workspace
+    allocated (the 0.25 GiB of kernels_v2.md section 2)."""
     k = _kernels()
     num_rows, vocab, hidden = hs.shape[0], ws.shape[0], hs.shape[1]
     tiles = _tiles(hs.dtype)
     block_v = tiles["BLOCK_V"]
-    # One global factor keeps the stored d(logits) in range for fp16: the workspace holds
-    # g * (w_n / max|w|) and the GEMMs multiply by max|w| / tau.
-    top = float(row_weights.abs().max()) if num_rows else 0.0
-    if top == 0.0:
-        zeros = torch.zeros_like
-        return (zeros(hs) if need_grad_hidden else None), (zeros(ws) if need_grad_weight else None)
-    terms = _row_terms(stats, const, row_weights / top)
-    out_scale = top * inv_tau
-    slice_cols = max(block_v, WORKSPACE_BYTES // (num_rows * hs.element_size()) // block_v * block_v)
-    slice_cols = min(slice_cols, _cdiv(vocab, block_v) * block_v)
-    single = slice_cols >= vocab
-    # Every output element is written exactly once below, so no buffer needs zero-filling. With
-    # several slices, d h_s is accumulated in fp32 and its output is allocated only after the
-    # workspace is freed: peak = d W_s + fp32 d h_s + max(workspace, d h_s).
-    grad_weight = torch.empty_like(ws) if need_grad_weight else None
-    grad_hidden = torch.empty_like(hs) if need_grad_hidden and single else None
-    acc = None
-    if need_grad_hidden and not single:
-        acc = torch.zeros((num_rows, hidden), dtype=torch.float32, device=hs.device)
-    workspace = torch.empty((num_rows, slice_cols), dtype=hs.dtype, device=hs.device)
+    slice_cols = workspace.shape[1]
     div_code = {"reverse_kl": k.REVERSE_KL, "forward_kl": k.FORWARD_KL, "jsd": k.JSD}[divergence]
     log_beta = math.log(beta) if divergence == "jsd" else 0.0
     log_1m_beta = math.log1p(-beta) if divergence == "jsd" else 0.0
@@ -279,22 +291,70 @@ def _gradient_pass(hs, ws, ht, wt, stats, const, row_weights, divergence, beta, 
             num_warps=tiles["num_warps"], num_stages=tiles["num_stages"],
         )
         dz = workspace[:, :width]  # (N, width)
-        if need_grad_weight:
-            rows_out = grad_weight[v_start:v_stop]  # (width, H_s), complete after this one GEMM
-            torch.addmm(rows_out, dz.T, hs, beta=0, alpha=out_scale, out=rows_out)
-        if need_grad_hidden and single:
+        if grad_weight is not None:
+            rows_out = grad_weight[0][v_start:v_stop]  # (width, H_s), complete after this one GEMM
+            if not grad_weight[1]:  # a fresh buffer: overwrite
+                torch.addmm(rows_out, dz.T, hs, beta=0, alpha=out_scale, out=rows_out)
+            elif rows_out.dtype == dz.dtype:  # an existing gradient: accumulate
+                rows_out.addmm_(dz.T, hs, alpha=out_scale)
+            else:
+                _addmm_into_fp32_(rows_out, dz.T, hs, out_scale)
+        if grad_hidden is not None:
             torch.addmm(grad_hidden, dz, ws, beta=0, alpha=out_scale, out=grad_hidden)
-        elif need_grad_hidden:
+        elif acc is not None:
             _addmm_into_fp32_(acc, dz, ws[v_start:v_stop], out_scale)
-    del workspace
+
+
+def _gradient_pass(hs, ws, ht, wt, stats, const, row_weights, divergence, beta, inv_tau,
+                   need_grad_hidden, need_grad_weight, grad_weight_out=None):
+    """d loss / d h_s and d loss / d W_s through a bounded (N x slice) d(logits) workspace.
+
+    With `grad_weight_out`, d W_s is added into it and None is returned in its place.
+    """
+    num_rows, vocab, hidden = hs.shape[0], ws.shape[0], hs.shape[1]
+    block_v = _tiles(hs.dtype)["BLOCK_V"]
+    # One global factor keeps the stored d(logits) in range for fp16: the workspace holds
+    # g * (w_n / max|w|) and the GEMMs multiply by max|w| / tau.
+    top = float(row_weights.abs().max()) if num_rows else 0.0
+    if top == 0.0:
+        zeros = torch.zeros_like
+        weight = zeros(ws) if need_grad_weight and grad_weight_out is None else None
+        return (zeros(hs) if need_grad_hidden else None), weight
+    terms = _row_terms(stats, const, row_weights / top)
+    slice_cols = max(block_v, WORKSPACE_BYTES // (num_rows * hs.element_size()) // block_v * block_v)
+    slice_cols = min(slice_cols, _cdiv(vocab, block_v) * block_v)
+    single = slice_cols >= vocab
+    # Every output element is written exactly once below, so no buffer needs zero-filling. With
+    # several slices, d h_s is accumulated in fp32 and its output is allocated only after the
+    # workspace is freed: peak = d W_s + fp32 d h_s + max(workspace, d h_s).
+    grad_weight = None
+    if grad_weight_out is not None:
+        grad_weight = (grad_weight_out, True)
+    elif need_grad_weight:
+        grad_weight = (torch.empty_like(ws), False)
+    grad_hidden = torch.empty_like(hs) if need_grad_hidden and single else None
+    acc = None
+    if need_grad_hidden and not single:
+        acc = torch.zeros((num_rows, hidden), dtype=torch.float32, device=hs.device)
+    _slice_gradients(hs, ws, ht, wt, terms, torch.empty((num_rows, slice_cols), dtype=hs.dtype, device=hs.device),
+                     grad_weight, grad_hidden, acc, top * inv_tau, divergence, beta, inv_tau)
     if acc is not None:
-        grad_hidden = acc.to(hs.dtype)
-    return grad_hidden, grad_weight
+        grad_hidden = acc.to(hs.dtype)  # the workspace is already free here
+        del acc
+    return grad_hidden, (None if grad_weight is None or grad_weight[1] else grad_weight[0])
 
 
 def _distill_triton(hs, ws, ht, wt, row_weights, divergence, beta, temperature,
-                    need_grad_hidden, need_grad_weight):
+                    need_grad_hidden, need_grad_weight, rows=None, grad_weight_out=None, accum="exact"):
     """Triton counterpart of `opd_reference.distill_forward_reference` (same contract)."""
+    if rows is not None:  # gather the kept rows (small next to the logits), scatter d h_s back
+        loss, grad_rows, grad_weight = _distill_triton(
+            hs[rows], ws, ht[rows], wt, row_weights[rows], divergence, beta, temperature,
+            need_grad_hidden, need_grad_weight, None, grad_weight_out)
+        grad_hidden = None
+        if grad_rows is not None:
+            grad_hidden = torch.zeros_like(hs).index_copy_(0, rows, grad_rows)
+        return loss, grad_hidden, grad_weight
     inv_tau = 1.0 / temperature
     stats = _stats_pass(hs, ws, ht, wt, None, inv_tau)
     row_weights = row_weights.float()
@@ -306,11 +366,11 @@ def _distill_triton(hs, ws, ht, wt, row_weights, divergence, beta, temperature,
     else:
         value, const = stats["forward_kl"], torch.zeros_like(stats["forward_kl"])
     loss = torch.where(row_weights != 0, row_weights * value, 0.0).sum()
-    if not (need_grad_hidden or need_grad_weight):
+    if not (need_grad_hidden or need_grad_weight or grad_weight_out is not None):
         return loss, None, None
     grad_hidden, grad_weight = _gradient_pass(
         hs, ws, ht, wt, stats, const, row_weights, divergence, beta, inv_tau,
-        need_grad_hidden, need_grad_weight,
+        need_grad_hidden, need_grad_weight, grad_weight_out,
     )
     return loss, grad_hidden, grad_weight
 
@@ -320,108 +380,59 @@ def _token_stats_triton(hs, ws, ht, wt, tokens, temperature) -> TokenStats:
     return TokenStats(stats["entropy"], stats["logprob"], stats["reverse_kl"], stats["forward_kl"])
 
 
+def _runner(impl: str):
+    if impl == "triton":
+        return _distill_triton
+    if impl == "cublas":
+        from kernels._opd_single_pass import distill_single_pass
+
+        return distill_single_pass
+    return distill_forward_reference
+
+
 class _DistillLoss(torch.autograd.Function):
     """Loss and gradients in one forward; backward only scales the stored gradients."""
 
     @staticmethod
-    def forward(ctx, hs, ws, ht, wt, row_weights, divergence, beta, temperature, impl,
-                need_grad_hidden, need_grad_weight):
-        run = _distill_triton if impl == "triton" else distill_forward_reference
-        loss, grad_hidden, grad_weight = run(
+    def forward(ctx, hs, ws, ht, wt, row_weights, rows, grad_weight_out, options, select):
+        divergence, beta, temperature, impl, accum, need_grad_hidden, need_grad_weight = options
+        ctx.extra = {} if select is None or impl != "cublas" else {"select": select}
+        loss, grad_hidden, grad_weight = _runner(impl)(
             hs, ws, ht, wt, row_weights, divergence, beta, temperature,
-            need_grad_hidden, need_grad_weight,
+            need_grad_hidden, need_grad_weight, rows=rows, grad_weight_out=grad_weight_out, accum=accum,
+            **ctx.extra,
         )
-        ctx.save_for_backward(hs, ws, ht, wt, row_weights)
-        ctx.options = (divergence, beta, temperature, impl)
+        ctx.save_for_backward(hs, ws, ht, wt, row_weights, rows)
+        ctx.options, ctx.grad_weight_out = options, grad_weight_out
         ctx.grads = (grad_hidden, grad_weight)
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss):
         grads, ctx.grads = ctx.grads, None
+        if ctx.grad_weight_out is not None and bool(grad_loss != 1):
+            raise RuntimeError(
+                "distill_loss(grad_weight_out=...) added d loss / d student_weight to grad_weight_out "
+                f"during the forward for an incoming gradient of 1, but backward brought {float(grad_loss)}. "
+                "Call backward on the loss itself, and fold any scale (e.g. 1 / gradient-accumulation "
+                "steps) into weights= instead of multiplying the loss."
+            )
         if grads is None:
             # A second backward through a retained graph. The first one handed its buffers over
-            # (keeping a copy would double the peak memory), so recompute them.
-            divergence, beta, temperature, impl = ctx.options
-            run = _distill_triton if impl == "triton" else distill_forward_reference
-            _, *grads = run(*ctx.saved_tensors, divergence, beta, temperature,
-                            ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+            # (keeping a copy would double the peak memory), so recompute them (and add to
+            # grad_weight_out again, as a second backward adds to .grad again).
+            divergence, beta, temperature, impl, accum, need_grad_hidden, need_grad_weight = ctx.options
+            hs, ws, ht, wt, row_weights, rows = ctx.saved_tensors
+            _, *grads = _runner(impl)(hs, ws, ht, wt, row_weights, divergence, beta, temperature,
+                                      ctx.needs_input_grad[0], ctx.needs_input_grad[1] and ctx.grad_weight_out is None,
+                                      rows=rows, grad_weight_out=ctx.grad_weight_out, accum=accum, **ctx.extra)
         grad_hidden, grad_weight = grads
         # Scale in place: these buffers belong to this call, and handing them over uncopied lets
         # autograd store them as .grad without another (V x H) allocation.
         for grad in (grad_hidden, grad_weight):
             if grad is not None:
                 grad.mul_(grad_loss)
-        return grad_hidden, grad_weight, None, None, None, None, None, None, None, None, None
-
-
-def _check_matrix(name: str, tensor, rows: int | None = None, cols: int | None = None) -> None:
-    if not isinstance(tensor, torch.Tensor) or tensor.ndim != 2:
-        got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-        raise ValueError(f"{name} must be a 2-D tensor, got {got}; flatten (B, T, H) hidden states "
-                         "to (N, H) by selecting the rows you need")
-    if tensor.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {tensor.dtype}")
-    if rows is not None and tensor.shape[0] != rows:
-        raise ValueError(f"{name} has {tensor.shape[0]} rows, expected {rows}")
-    if cols is not None and tensor.shape[1] != cols:
-        raise ValueError(f"{name} has {tensor.shape[1]} columns, expected {cols} (the hidden size "
-                         "of the matching hidden states)")
-
-
-def _validate(hs, ws, ht, wt, temperature) -> None:
-    _check_matrix("student_hidden", hs)
-    _check_matrix("student_weight", ws, cols=hs.shape[1])
-    if ws.shape[0] == 0:
-        raise ValueError("student_weight has no vocabulary rows")
-    _check_matrix("teacher_hidden", ht, rows=hs.shape[0])
-    _check_matrix("teacher_weight", wt, cols=ht.shape[1])
-    if wt.shape[0] < ws.shape[0]:
-        raise ValueError(
-            f"teacher_weight has {wt.shape[0]} vocabulary rows but student_weight has {ws.shape[0]}: "
-            "the teacher's vocabulary must cover the student's. A larger (padded) teacher "
-            "vocabulary is fine, its extra rows are ignored; if the student's head is the padded "
-            "one, slice student_weight to the shared vocabulary."
-        )
-    for name, h, w in (("student", hs, ws), ("teacher", ht, wt)):
-        if h.dtype != w.dtype:
-            raise TypeError(f"{name}_hidden ({h.dtype}) and {name}_weight ({w.dtype}) must share a "
-                            "dtype; cast one of them")
-    devices = {t.device for t in (hs, ws, ht, wt)}
-    if len(devices) != 1:
-        raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-
-
-def _choose_impl(impl: str | None, hs: torch.Tensor, ht: torch.Tensor) -> str:
-    if impl not in (None, *IMPLS):
-        raise ValueError(f"impl must be None (auto), 'torch' or 'triton', got {impl!r}")
-    if impl is None:
-        if hs.is_cuda and hs.dtype != torch.float64:
-            try:
-                import triton  # noqa: F401
-            except ImportError:
-                return "torch"
-            return "triton"
-        return "torch"
-    if impl == "triton":
-        if hs.dtype == torch.float64:
-            raise TypeError("impl='triton' does not support float64; use impl='torch'")
-        if not hs.is_cuda and not _interpreting():
-            raise RuntimeError("impl='triton' needs CUDA tensors, or TRITON_INTERPRET=1 set before "
-                               "kernels are first used (CPU interpreter, for tests)")
-        if _interpreting() and torch.bfloat16 in (hs.dtype, ht.dtype):
-            raise NotImplementedError(
-                "Triton's CPU interpreter computes bfloat16 tl.dot wrongly (it multiplies the raw "
-                "bits); use float16/float32 or impl='torch' when TRITON_INTERPRET=1"
-            )
-    return impl
-
-
-def _contiguous_rows(*tensors):
-    # Kernels index columns with unit stride; rows may have any stride.
-    return [t if t.stride(-1) == 1 else t.contiguous() for t in tensors]
+        return grad_hidden, grad_weight, None, None, None, None, None, None, None
 
 
 def token_stats(
@@ -450,7 +461,9 @@ def token_stats(
         teacher_weight: Teacher LM-head weight.
         tokens: Optional sampled token ids in [0, V); gives `logprob`.
         temperature: Softmax temperature applied to both models' logits.
-        impl: None (Triton on CUDA when available, else torch), "torch" or "triton".
+        impl: None (the fastest path measured so far: Triton on CUDA when available, else torch),
+            "torch", "triton" (tl.dot tiles) or "cublas" (cuBLAS fp32-output sub-blocks and a
+            Triton statistics kernel; same exact fp32 statistics).
 
     Returns:
         TokenStats(entropy, logprob, reverse_kl, forward_kl) as float32 (N,) tensors (float64 for
@@ -468,7 +481,7 @@ def token_stats(
         >>> [round(float(x), 6) for x in s.reverse_kl]
         [0.0, 0.0, 0.0]
     """
-    _validate(student_hidden, student_weight, teacher_hidden, teacher_weight, temperature)
+    validate(student_hidden, student_weight, teacher_hidden, teacher_weight, temperature)
     num_rows, vocab = student_hidden.shape[0], student_weight.shape[0]
     if tokens is not None:
         if tokens.shape != (num_rows,) or tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
@@ -478,11 +491,15 @@ def token_stats(
             raise ValueError(f"tokens must lie in [0, {vocab}) (the student vocabulary), got "
                              f"[{int(tokens.min())}, {int(tokens.max())}]")
         tokens = tokens.to(device=student_hidden.device, dtype=torch.int64).contiguous()
-    impl = _choose_impl(impl, student_hidden, teacher_hidden)
-    hs, ws, ht, wt = _contiguous_rows(student_hidden, student_weight, teacher_hidden, teacher_weight)
+    impl = choose_impl(impl, student_hidden, teacher_hidden)
+    hs, ws, ht, wt = contiguous_rows(student_hidden, student_weight, teacher_hidden, teacher_weight)
     with torch.no_grad():
         if num_rows == 0 or impl == "torch":
             return token_stats_reference(hs, ws, ht, wt, tokens, temperature)
+        if impl == "cublas":
+            from kernels._opd_single_pass import token_stats_single_pass
+
+            return token_stats_single_pass(hs, ws, ht, wt, tokens, temperature)
         return _token_stats_triton(hs, ws, ht, wt, tokens, temperature)
 
 
@@ -497,19 +514,24 @@ def distill_loss(
     weights: torch.Tensor | None = None,
     reduction: str = "sum",
     impl: str | None = None,
+    *,
+    accum: str | None = None,
+    rows: torch.Tensor | None = None,
+    grad_weight_out: torch.Tensor | None = None,
+    select=None,
 ) -> torch.Tensor:
     """Weighted sum (or mean) over tokens of a student-teacher divergence, from hidden states.
 
     Differentiable with respect to `student_hidden` and `student_weight`; the teacher tensors and
     `weights` are constants (no gradient flows to them even if they require one). The gradients
     are produced during the forward pass, since the loss is a weighted sum known in advance, so
-    backward only scales them by the incoming gradient. To train on a subset of tokens, gather
-    their rows first: the cost is proportional to the rows passed.
+    backward only scales them by the incoming gradient. To train on a subset of tokens, pass their
+    indices as `rows` (or gather them first): the cost is proportional to the rows used.
 
     Shape:
         student_hidden (N, H_s), student_weight (V, H_s), teacher_hidden (N, H_t),
-        teacher_weight (V_t, H_t) with V_t >= V (rows >= V are ignored), weights (N,);
-        output: a 0-dim float32 tensor (float64 for float64 inputs).
+        teacher_weight (V_t, H_t) with V_t >= V (rows >= V are ignored), weights (N,), rows (K,),
+        grad_weight_out (V, H_s); output: a 0-dim float32 tensor (float64 for float64 inputs).
 
     Args:
         student_hidden: Student final hidden states, one row per token.
@@ -521,17 +543,44 @@ def distill_loss(
             beta = 0 gives forward_kl and beta = 1 reverse_kl exactly (TRL's convention).
         beta: JSD mixture weight of the teacher, in [0, 1].
         temperature: Softmax temperature applied to both models' logits.
-        weights: Optional per-token weights (e.g. Paced-style); a row with weight 0 contributes
-            exactly nothing, even if its divergence is infinite.
-        reduction: "sum", or "mean" = sum / N (N = rows passed; the loss is 0 when N = 0).
-        impl: None (Triton on CUDA when available, else torch), "torch" or "triton".
+        weights: Optional finite per-token weights (e.g. Paced-style); a row with weight 0
+            contributes exactly nothing, even if its divergence is infinite.
+        reduction: "sum", or "mean" = sum / (rows used: N, or K with `rows`; the loss is 0 when
+            there are none).
+        impl: None (the fastest path measured so far: "triton" on CUDA, "cublas" when accum is
+            "bf16"/"fp32"; torch elsewhere), "torch" (chunked PyTorch), "triton" (tl.dot tiles,
+            logits recomputed for the gradient: 6 GEMM-equivalents) or "cublas" (single pass:
+            cuBLAS fp32-output GEMMs and Triton row kernels, 4 GEMM-equivalents).
+        accum: How d student_weight is accumulated: "exact" (one rounding per element; impl
+            "triton"), "bf16" (in the weight dtype, one rounding per chunk of ~768 rows: about
+            0.75% normwise at N = 32768, Liger's precision; the default of "cublas") or "fp32"
+            (an fp32 (V, H_s) accumulator, +4 bytes per weight of memory). None: the
+            implementation's default.
+        rows: Optional (K,) distinct indices of the rows that enter the loss (e.g. TIP's kept
+            tokens). d student_hidden keeps shape (N, H_s) and is zero elsewhere; kept rows'
+            gradients equal the full call's restricted to them (with reduction="sum").
+        grad_weight_out: Optional existing (V, H_s) gradient (weight dtype or float32, e.g.
+            `student_weight.grad` or an fp32 main_grad) that d loss / d student_weight is added
+            to in place during the forward, when grad mode is on: no new (V, H_s) buffer, no
+            autograd accumulation. The loss must then be backpropagated with an incoming
+            gradient of exactly 1 (scale through `weights` instead), and student_weight gets no
+            gradient through autograd.
+        select: Optional chunk-decidable TIP rule `select(rows: slice, stats: TokenStats) ->
+            bool tensor (rows,)`, called once per chunk of rows with their statistics (entropy,
+            reverse_kl, forward_kl; logprob None) computed in this same pass; the rows it drops
+            get weight 0, and only the kept rows pay for the dH and dW GEMMs: statistics of every
+            row plus kept-row gradients in one pass, (2 + 2k) GEMM-equivalents for a kept ratio k.
+            The rule may also store the statistics it is given. It must decide from the chunk
+            alone (a threshold from the previous step's normalisers, a top-k within trial-aligned
+            rows), so it needs reduction="sum" (scale through weights) and excludes rows=; impl
+            "cublas" only (the default when select is given).
 
     Returns:
         The loss.
 
     Raises:
-        ValueError, TypeError: on bad shapes, dtypes, devices or option values.
-        RuntimeError, NotImplementedError: when impl="triton" cannot run here.
+        ValueError, TypeError: on bad shapes, dtypes, devices, option values or non-finite weights.
+        RuntimeError, NotImplementedError: when the implementation cannot run here.
 
     Example:
         >>> import torch, kernels
@@ -542,30 +591,33 @@ def distill_loss(
         >>> h.grad.shape, w.grad.shape
         (torch.Size([4, 8]), torch.Size([11, 8]))
     """
-    _validate(student_hidden, student_weight, teacher_hidden, teacher_weight, temperature)
+    validate(student_hidden, student_weight, teacher_hidden, teacher_weight, temperature)
     if divergence not in DIVERGENCES:
         raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
     if not (isinstance(beta, (int, float)) and 0.0 <= beta <= 1.0):
         raise ValueError(f"beta must be a number in [0, 1], got {beta!r}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    num_rows = student_hidden.shape[0]
-    acc = accumulation_dtype(student_hidden.dtype)
-    if weights is None:
-        row_weights = torch.ones(num_rows, dtype=acc, device=student_hidden.device)
-    else:
-        if not isinstance(weights, torch.Tensor) or weights.shape != (num_rows,) or not weights.is_floating_point():
-            got = (weights.dtype, tuple(weights.shape)) if isinstance(weights, torch.Tensor) else type(weights)
-            raise ValueError(f"weights must be a floating tensor of shape ({num_rows},), got {got}")
-        row_weights = weights.detach().to(device=student_hidden.device, dtype=acc)
-    if reduction == "mean" and num_rows:
-        row_weights = row_weights / num_rows
-    impl = _choose_impl(impl, student_hidden, teacher_hidden)
-    hs, ws, ht, wt = _contiguous_rows(student_hidden, student_weight, teacher_hidden, teacher_weight)
+    device, num_rows = student_hidden.device, student_hidden.shape[0]
+    if select is not None:
+        check_select(select, impl, rows, reduction)
+        impl = "cublas"
+    impl = choose_impl(impl, student_hidden, teacher_hidden, accum)
+    accum = accum or ("bf16" if impl == "cublas" else "exact")
+    row_weights = check_weights(weights, num_rows, device, accumulation_dtype(student_hidden.dtype))
+    rows = check_rows(rows, num_rows, device)
+    grad_weight_out = check_grad_weight_out(grad_weight_out, student_weight)
+    used = num_rows if rows is None else rows.shape[0]
+    if reduction == "mean" and used:
+        row_weights = row_weights / used
+    hs, ws, ht, wt = contiguous_rows(student_hidden, student_weight, teacher_hidden, teacher_weight)
     grad_on = torch.is_grad_enabled()
-    return _DistillLoss.apply(
-        hs, ws, ht.detach(), wt.detach(), row_weights.contiguous(),
+    options = (
         resolve_divergence(divergence, float(beta)), float(beta), float(temperature),
-        "torch" if num_rows == 0 else impl,
-        grad_on and student_hidden.requires_grad, grad_on and student_weight.requires_grad,
+        "torch" if used == 0 else impl, accum,
+        grad_on and student_hidden.requires_grad,
+        grad_on and student_weight.requires_grad and grad_weight_out is None,
     )
+    return _DistillLoss.apply(hs, ws, ht.detach(), wt.detach(), row_weights.contiguous(), rows,
+                              grad_weight_out if grad_on else None, options, select)
+

@@ -49,11 +49,14 @@ __all__ = [
 
 DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
 
-# Bytes allowed for one (rows x V) accumulation-dtype tensor. About six such tensors are alive at
-# once (logits, log-probs and gradient of both models), so 128 MiB keeps the transient memory
-# below ~1 GiB at V = 152k (~220 rows per chunk) while each matmul still has enough rows to run
-# at full speed.
-CHUNK_BYTES = 128 * 2**20
+# Transient memory of one chunk: about six (rows x V) accumulation-dtype tensors are alive at once
+# (logits, log-probs, probabilities and the gradient), so the rows per chunk follow from this budget
+# (~290 rows at V = 152k in fp32). This path is the readable oracle, not a fast path.
+MEMORY_BUDGET_BYTES = 2**30
+LIVE_ROW_TENSORS = 6
+# Vocabulary rows of a half-precision head upcast at a time (8192 x 4096 fp32 = 128 MiB): the heads
+# are never copied whole, so a bf16 call holds no fp32 (V x H) buffer beyond an fp32 dW accumulator.
+HEAD_BLOCK_ROWS = 8192
 
 
 class TokenStats(NamedTuple):
@@ -98,7 +101,25 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _row_chunk(num_rows: int, vocab: int, dtype: torch.dtype) -> int:
     itemsize = torch.empty((), dtype=dtype).element_size()
-    return max(1, min(num_rows, CHUNK_BYTES // (vocab * itemsize)))
+    return max(1, min(num_rows, MEMORY_BUDGET_BYTES // (LIVE_ROW_TENSORS * vocab * itemsize)))
+
+
+def _head_blocks(weight: torch.Tensor, vocab: int, acc: torch.dtype):
+    """(slice, block in acc dtype) over the first `vocab` rows; one view when no upcast is needed."""
+    if weight.dtype == acc:
+        yield slice(0, vocab), weight[:vocab]
+        return
+    for start in range(0, vocab, HEAD_BLOCK_ROWS):
+        block = slice(start, min(start + HEAD_BLOCK_ROWS, vocab))
+        yield block, weight[block].to(acc)  # (<= HEAD_BLOCK_ROWS, H) transient copy
+
+
+def _logits(hidden: torch.Tensor, weight: torch.Tensor, vocab: int, temperature: float) -> torch.Tensor:
+    """(rows, V) tempered logits in the dtype of `hidden` (the accumulation dtype)."""
+    out = torch.empty((hidden.shape[0], vocab), dtype=hidden.dtype, device=hidden.device)
+    for block, w in _head_blocks(weight, vocab, hidden.dtype):
+        out[:, block] = hidden @ w.T
+    return out / temperature
 
 
 def _log_softmax(x: torch.Tensor) -> torch.Tensor:
@@ -110,9 +131,10 @@ def _log_softmax(x: torch.Tensor) -> torch.Tensor:
 
 
 def _chunk_log_probs(student_hidden, student_weight, teacher_hidden, teacher_weight, temperature):
-    """Returns (log p, log q), each (rows, V) in the accumulation dtype of the inputs."""
-    z = (student_hidden @ student_weight.T) / temperature  # (C, V)
-    u = (teacher_hidden @ teacher_weight.T) / temperature  # (C, V)
+    """(log p, log q), each (rows, V) in the dtype of the (already upcast) hidden rows."""
+    vocab = student_weight.shape[0]
+    z = _logits(student_hidden, student_weight, vocab, temperature)  # (C, V)
+    u = _logits(teacher_hidden, teacher_weight, vocab, temperature)  # (C, V); teacher rows >= V unread
     return _log_softmax(z), _log_softmax(u)
 
 
@@ -148,19 +170,6 @@ def _divergence_and_grad(log_p, log_q, divergence, beta, need_grad):
     return value, grad
 
 
-def _prepare(student_hidden, student_weight, teacher_hidden, teacher_weight):
-    acc = accumulation_dtype(student_hidden.dtype)
-    vocab = student_weight.shape[0]
-    # Upcast once per call (not per chunk). For half-precision inputs this holds an fp32 copy of
-    # both heads: the torch path favours readability over memory; the Triton path never copies.
-    return (
-        acc,
-        vocab,
-        student_weight.to(acc),
-        teacher_weight[:vocab].to(acc),  # padded teacher rows are dropped here
-    )
-
-
 @torch.no_grad()
 def token_stats_reference(
     student_hidden: torch.Tensor,
@@ -183,14 +192,15 @@ def token_stats_reference(
     Returns:
         TokenStats with (N,) tensors in the accumulation dtype.
     """
-    acc, vocab, w_s, w_t = _prepare(student_hidden, student_weight, teacher_hidden, teacher_weight)
+    acc, vocab = accumulation_dtype(student_hidden.dtype), student_weight.shape[0]
     num_rows = student_hidden.shape[0]
     out = torch.empty((4, num_rows), dtype=acc, device=student_hidden.device)
     step = _row_chunk(num_rows, vocab, acc)
     for start in range(0, num_rows, step):
         rows = slice(start, start + step)
         log_p, log_q = _chunk_log_probs(
-            student_hidden[rows].to(acc), w_s, teacher_hidden[rows].to(acc), w_t, temperature
+            student_hidden[rows].to(acc), student_weight, teacher_hidden[rows].to(acc), teacher_weight,
+            temperature,
         )
         p, q = log_p.exp(), log_q.exp()
         out[0, rows] = -_plogp_ratio(p, log_p)
@@ -199,6 +209,40 @@ def token_stats_reference(
         if tokens is not None:
             out[1, rows] = log_p.gather(1, tokens[rows].long()[:, None])[:, 0]
     return TokenStats(out[0], out[1] if tokens is not None else None, out[2], out[3])
+
+
+def _chunk_loss_and_grads(h_s, h_t, student_weight, teacher_weight, weight, divergence, beta,
+                          temperature, need_grad):
+    """One chunk: (loss, d loss / d(h_s W_s^T) or None); its (rows x V) tensors die on return."""
+    log_p, log_q = _chunk_log_probs(h_s, student_weight, h_t, teacher_weight, temperature)
+    value, grad_z = _divergence_and_grad(log_p, log_q, divergence, beta, need_grad)
+    active = weight != 0
+    loss = torch.where(active, weight * value, 0.0).sum()
+    if not need_grad:
+        return loss, None
+    # d loss / d(h_s W_s^T) = weight_n / tau * d D_n / d z; inactive rows are exactly 0.
+    return loss, torch.where(active[:, None], grad_z * (weight / temperature)[:, None], 0.0)
+
+
+def _hidden_grad(grad_logits: torch.Tensor, student_weight: torch.Tensor) -> torch.Tensor:
+    """grad_logits (C, V) @ W_s (V, H_s) in the accumulation dtype, head upcast block by block."""
+    vocab = grad_logits.shape[1]
+    out = None
+    for block, w in _head_blocks(student_weight, vocab, grad_logits.dtype):
+        part = grad_logits[:, block] @ w
+        out = part if out is None else out.add_(part)
+    return out
+
+
+def _add_weight_grad(target: torch.Tensor, grad_logits: torch.Tensor, h_s: torch.Tensor) -> None:
+    """target (V, H_s) += grad_logits^T h_s, one vocabulary block at a time (any target dtype)."""
+    vocab = grad_logits.shape[1]
+    if target.dtype == grad_logits.dtype:
+        target.addmm_(grad_logits.T, h_s)
+        return
+    for start in range(0, vocab, HEAD_BLOCK_ROWS):
+        block = slice(start, min(start + HEAD_BLOCK_ROWS, vocab))
+        target[block] += grad_logits[:, block].T @ h_s  # computed in acc dtype, rounded once
 
 
 @torch.no_grad()
@@ -213,12 +257,15 @@ def distill_forward_reference(
     temperature: float,
     need_grad_hidden: bool,
     need_grad_weight: bool,
+    rows: torch.Tensor | None = None,
+    grad_weight_out: torch.Tensor | None = None,
+    accum: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Chunked loss sum_n row_weights_n * D_n with its gradients, computed in one pass.
 
     The loss is a weighted sum whose weights are known now, so each chunk's d(loss)/d(logits) is
     formed right after its statistics and turned into d/d(hidden) and d/d(weight) at once; nothing
-    is recomputed in backward.
+    is recomputed in backward. Half-precision heads are upcast one vocabulary block at a time.
 
     Args:
         student_hidden: (N, H_s).
@@ -233,37 +280,45 @@ def distill_forward_reference(
         temperature: tau > 0.
         need_grad_hidden: Whether to return d(loss)/d(student_hidden).
         need_grad_weight: Whether to return d(loss)/d(student_weight).
+        rows: Optional (K,) distinct row indices: the loss and gradients cover only these rows.
+        grad_weight_out: Optional (V, H_s) tensor that d(loss)/d(student_weight) is added to
+            (then none is returned).
+        accum: "bf16" accumulates d W_s in the weight dtype chunk by chunk; "fp32" and "exact" in
+            an fp32 (V, H_s) buffer rounded once.
 
     Returns:
         (loss, grad_hidden, grad_weight): a 0-dim accumulation-dtype loss, and the gradients in
-        the dtypes of the corresponding inputs (None where not requested).
+        the dtypes of the corresponding inputs (None where not requested or written into
+        `grad_weight_out`). grad_hidden is zero on rows outside `rows`.
     """
-    acc, vocab, w_s, w_t = _prepare(student_hidden, student_weight, teacher_hidden, teacher_weight)
-    num_rows = student_hidden.shape[0]
-    need_grad = need_grad_hidden or need_grad_weight
+    acc, vocab = accumulation_dtype(student_hidden.dtype), student_weight.shape[0]
+    selected = student_hidden.shape[0] if rows is None else rows.shape[0]
+    need_weight = need_grad_weight or grad_weight_out is not None
+    need_grad = need_grad_hidden or need_weight
     loss = torch.zeros((), dtype=acc, device=student_hidden.device)
     grad_hidden = torch.zeros_like(student_hidden) if need_grad_hidden else None
-    grad_weight = torch.zeros_like(w_s) if need_grad_weight else None  # (V, H_s), fp32 accumulator
-    step = _row_chunk(num_rows, vocab, acc)
-    for start in range(0, num_rows, step):
-        rows = slice(start, start + step)
-        h_s = student_hidden[rows].to(acc)  # (C, H_s)
-        log_p, log_q = _chunk_log_probs(h_s, w_s, teacher_hidden[rows].to(acc), w_t, temperature)
-        value, grad_z = _divergence_and_grad(log_p, log_q, divergence, beta, need_grad)
-        weight = row_weights[rows]  # (C,)
-        active = weight != 0
-        loss += torch.where(active, weight * value, 0.0).sum()
-        if not need_grad:
+    target = grad_weight_out
+    if target is None and need_weight:  # (V, H_s) accumulator
+        target = torch.zeros_like(student_weight, dtype=student_weight.dtype if accum == "bf16" else acc)
+    step = _row_chunk(selected, vocab, acc)
+    for start in range(0, selected, step):
+        index = slice(start, start + step) if rows is None else rows[start:start + step]
+        h_s = student_hidden[index].to(acc)  # (C, H_s)
+        chunk_loss, grad_logits = _chunk_loss_and_grads(
+            h_s, teacher_hidden[index].to(acc), student_weight, teacher_weight, row_weights[index],
+            divergence, beta, temperature, need_grad,
+        )
+        loss += chunk_loss
+        if grad_logits is None:
             continue
-        # d loss / d(h_s W_s^T) = weight_n / tau * d D_n / d z; inactive rows are exactly 0.
-        grad_logits = torch.where(active[:, None], grad_z * (weight / temperature)[:, None], 0.0)
         if need_grad_hidden:
-            grad_hidden[rows] = (grad_logits @ w_s).to(grad_hidden.dtype)  # (C, H_s)
-        if need_grad_weight:
-            grad_weight.addmm_(grad_logits.T, h_s)  # (V, H_s)
-    if grad_weight is not None:
-        grad_weight = grad_weight.to(student_weight.dtype)
-    return loss, grad_hidden, grad_weight
+            grad_hidden[index] = _hidden_grad(grad_logits, student_weight).to(grad_hidden.dtype)  # (C, H_s)
+        if need_weight:
+            _add_weight_grad(target, grad_logits, h_s)
+        del grad_logits
+    if grad_weight_out is not None or target is None:
+        return loss, grad_hidden, None
+    return loss, grad_hidden, target.to(student_weight.dtype)
 
 
 def _materialised_log_probs(student_hidden, student_weight, teacher_hidden, teacher_weight,

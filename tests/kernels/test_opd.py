@@ -1,9 +1,11 @@
-"""kernels.token_stats / kernels.distill_loss: both implementations against a float64 reference.
+"""kernels.token_stats / kernels.distill_loss: every implementation against a float64 reference.
 
 Errors are normwise: max |ours - reference| / max |reference| over the compared tensor. The
-Triton path runs in Triton's CPU interpreter when there is no GPU (see conftest.py); the
-interpreter computes bfloat16 tl.dot wrongly, so bfloat16 is tested on the torch path only
-(and on the Triton path only when a GPU is present).
+Triton kernels run in Triton's CPU interpreter when there is no GPU (see conftest.py); the
+interpreter computes bfloat16 tl.dot wrongly, so bfloat16 is tested on the "triton" (tl.dot) path
+only when a GPU is present. The "cublas" path has no tl.dot, so it is tested in bfloat16 here too;
+its chunk budget is shrunk (`_small_chunks`) so that N = 37 runs as 12 + 12 + 12 + 1 rows (6-row
+chunks for fp32 storage): several chunks and a last chunk of one row in every call.
 """
 
 import doctest
@@ -33,20 +35,38 @@ SHAPES = [(1, 1000, 32, 48), (37, 1000, 64, 32), (64, 1024, 32, 32)]
 # their error is dominated by one final rounding (2^-11 for fp16, 2^-8 for bf16).
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 _TRITON_DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
-DTYPES = {"torch": [torch.float32, torch.float16, torch.bfloat16], "triton": _TRITON_DTYPES}
+_ALL_DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+DTYPES = {"torch": _ALL_DTYPES, "triton": _TRITON_DTYPES, "cublas": _ALL_DTYPES}
+# The cublas path rounds d(logits) to the input dtype before its GEMMs (as every bf16 GEMM path
+# does) and reads them from fp16 relative logits: a bf16 forward-KL d h_s is then ~1e-2 off (max
+# norm; p - q cancels), so its bf16 bound is 2e-2.
+_CUBLAS_BF16_TOLERANCE = 2e-2
+# The cublas path's JSD reads its fp16 relative logits once more for KL(p || m), so a half-precision
+# JSD loss is fp16-storage accurate (8e-6 seen) rather than fp32-statistics accurate.
+_LOSS_TOLERANCE_HALF_JSD = 5e-5
 DIVERGENCES = [("reverse_kl", 0.5), ("forward_kl", 0.5), ("jsd", 0.3)]
 
 
 def _impl_dtype_cases():
     return [
         pytest.param(impl, dtype, id=f"{impl}-{str(dtype).removeprefix('torch.')}",
-                     marks=_TRITON_MARKS if impl == "triton" else [])
+                     marks=_TRITON_MARKS if impl != "torch" else [])
         for impl, dtypes in DTYPES.items()
         for dtype in dtypes
     ]
 
 
-IMPLS = ["torch", pytest.param("triton", marks=_TRITON_MARKS)]
+IMPLS = ["torch", pytest.param("triton", marks=_TRITON_MARKS), pytest.param("cublas", marks=_TRITON_MARKS)]
+
+
+@pytest.fixture(autouse=True)
+def _small_chunks(monkeypatch):
+    """12-row chunks (2-byte storage) or 6-row chunks (fp32) at V = 1000 on the cublas path."""
+    if HAS_TRITON:
+        from kernels import _opd_single_pass
+
+        monkeypatch.setattr(_opd_single_pass, "CHUNK_BUFFER_BYTES", 12 * 2 * 1000 * 2)
+        monkeypatch.setattr(_opd_single_pass, "STATS_CHUNK_ROWS", 12)
 
 
 def _rel(ours: torch.Tensor, ref: torch.Tensor) -> float:
@@ -113,8 +133,9 @@ def test_distill_loss_matches_float64(impl, dtype, shape, divergence, beta):
     ref_loss, ref_h, ref_w = _reference_grads(hs, ws, ht, wt, **kwargs)
     assert loss.dtype == torch.float32 and loss.shape == ()
     assert grad_h.dtype == dtype and grad_w.dtype == dtype
-    assert _rel(loss, ref_loss) < 1e-5
-    tol = TOLERANCE[dtype]
+    half_jsd = impl == "cublas" and dtype != torch.float32 and divergence == "jsd"
+    assert _rel(loss, ref_loss) < (_LOSS_TOLERANCE_HALF_JSD if half_jsd else 1e-5)
+    tol = _CUBLAS_BF16_TOLERANCE if impl == "cublas" and dtype == torch.bfloat16 else TOLERANCE[dtype]
     assert _rel(grad_h, ref_h) < tol
     assert _rel(grad_w, ref_w) < tol
 
@@ -163,7 +184,7 @@ def test_logits_of_magnitude_1e4(impl, dtype):
     for divergence in ("reverse_kl", "jsd"):
         got = _grads(_ours(ht, wt, divergence, impl=impl), hs, ws)
         want = _reference_grads(hs, ws, ht, wt, divergence=divergence)
-        assert _rel(got[0], want[0]) < 1e-5
+        assert _rel(got[0], want[0]) < (_LOSS_TOLERANCE_HALF_JSD if impl == "cublas" and dtype != torch.float32 else 1e-5)
         assert _rel(got[1], want[1]) < TOLERANCE[dtype]
         assert _rel(got[2], want[2]) < TOLERANCE[dtype]
 
@@ -206,7 +227,7 @@ def test_teacher_with_neg_inf_logits(impl, dtype):
     for divergence in ("forward_kl", "jsd"):
         got = _grads(_ours(ht, wt, divergence, impl=impl), hs, ws)
         want = _reference_grads(hs, ws, ht, wt, divergence=divergence)
-        assert _rel(got[0], want[0]) < 1e-5
+        assert _rel(got[0], want[0]) < (_LOSS_TOLERANCE_HALF_JSD if impl == "cublas" and dtype != torch.float32 else 1e-5)
         assert _rel(got[1], want[1]) < TOLERANCE[dtype]
         assert _rel(got[2], want[2]) < TOLERANCE[dtype]
 
@@ -296,11 +317,11 @@ def test_triton_gradient_in_several_vocabulary_slices(monkeypatch, dtype):
 def test_torch_path_chunking_is_bounded_and_invisible(monkeypatch):
     vocab = 151936
     rows = opd_reference._row_chunk(32768, vocab, torch.float32)
-    assert rows * vocab * 4 <= opd_reference.CHUNK_BYTES and rows >= 64
+    assert rows * vocab * 4 * opd_reference.LIVE_ROW_TENSORS <= opd_reference.MEMORY_BUDGET_BYTES and rows >= 64
     hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.float32, seed=41)
     whole = _grads(_ours(ht, wt, "jsd", impl="torch"), hs, ws)
     stats = kernels.token_stats(hs, ws, ht, wt, impl="torch")
-    monkeypatch.setattr(opd_reference, "CHUNK_BYTES", 5 * 1000 * 4)  # 5-row chunks
+    monkeypatch.setattr(opd_reference, "MEMORY_BUDGET_BYTES", 5 * 1000 * 4 * opd_reference.LIVE_ROW_TENSORS)  # 5 rows
     chunked = _grads(_ours(ht, wt, "jsd", impl="torch"), hs, ws)
     # Only the BLAS blocking of the smaller matmuls differs: a few fp32 roundings (1.3e-6 seen with cuBLAS
     # on an H200, under 1e-6 on CPU), far below the 1e-5 every path must reach against float64.
@@ -309,6 +330,154 @@ def test_torch_path_chunking_is_bounded_and_invisible(monkeypatch):
     for a, b in zip(stats, kernels.token_stats(hs, ws, ht, wt, impl="torch"), strict=True):
         if a is not None:
             assert _rel(a, b) < 4e-6
+
+
+# ---- kept rows, d W_s accumulation, grad_weight_out ----
+
+_KEPT = [36, 0, 5, 6, 7, 20, 33]  # unsorted; the first and last rows; spans several cublas chunks
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("divergence,beta", [("reverse_kl", 0.5), ("jsd", 0.3)], ids=["reverse_kl", "jsd"])
+def test_kept_row_gradients_equal_the_full_gradient_restricted(impl, divergence, beta):
+    hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.float32, seed=43)
+    kept = torch.tensor(_KEPT, device=DEVICE)
+    full = _grads(_ours(ht, wt, divergence, beta, 0.9, impl=impl), hs, ws)
+    some = _grads(_ours(ht, wt, divergence, beta, 0.9, reduction="mean", impl=impl, rows=kept), hs, ws)
+    # D_n depends on h_n only, so the kept rows' d h_s is the full call's (mean: divided by K) ...
+    assert _rel(some[1][kept] * len(_KEPT), full[1][kept]) < 1e-5
+    dropped = torch.ones(37, dtype=torch.bool, device=DEVICE)
+    dropped[kept] = False
+    assert not some[1][dropped].any()
+    # ... and loss and d W_s are those of the kept rows alone.
+    want = _grads(lambda h, w: materialised_distill_loss(h.double()[kept], w.double(), ht[kept], wt, divergence,
+                                                         beta, 0.9, reduction="mean"), hs, ws)
+    for got, ref in zip(some, want, strict=True):
+        assert _rel(got, ref) < 1e-5
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("divergence", ["reverse_kl", "jsd"])
+def test_chunk_decided_selection_equals_selecting_first(divergence):
+    # A threshold rule decides each 12-row chunk alone: one pass must equal token_stats on all rows,
+    # then distill_loss on the rows the same rule keeps.
+    hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.float16, seed=67)
+    stats = kernels.token_stats(hs, ws, ht, wt, impl="cublas")
+    threshold = float(stats.reverse_kl.median())
+    seen = torch.full((37,), float("nan"), device=DEVICE)
+
+    def keep_divergent(rows, chunk_stats):
+        seen[rows] = chunk_stats.reverse_kl  # a rule may keep the statistics it is shown
+        return chunk_stats.reverse_kl > threshold
+
+    weights = torch.linspace(0.5, 1.5, 37, device=DEVICE)
+    got = _grads(_ours(ht, wt, divergence, 0.3, weights=weights, select=keep_divergent), hs, ws)
+    assert torch.equal(seen, stats.reverse_kl)  # every row's statistics, once, as token_stats gives them
+    kept = (stats.reverse_kl > threshold).nonzero()[:, 0]
+    assert 0 < kept.numel() < 37
+    want = _grads(_ours(ht, wt, divergence, 0.3, weights=weights, rows=kept, impl="cublas"), hs, ws)
+    # Same statistics, so the same loss; the d(logits) are scaled by max|w| over the rows passed
+    # (all 37 here, the kept ones there) before their fp16 rounding: fp16-level differences.
+    assert _rel(got[0], want[0]) < 1e-6
+    assert _rel(got[1], want[1]) < TOLERANCE[torch.float16] and _rel(got[2], want[2]) < TOLERANCE[torch.float16]
+    ref = _grads(lambda h, w: materialised_distill_loss(h.double()[kept], w.double(), ht[kept], wt, divergence,
+                                                        0.3, weights=weights[kept]), hs, ws)
+    assert _rel(got[1], ref[1]) < TOLERANCE[torch.float16] and _rel(got[2], ref[2]) < TOLERANCE[torch.float16]
+    with pytest.raises(ValueError, match="reduction='sum'"):
+        kernels.distill_loss(hs, ws, ht, wt, reduction="mean", select=keep_divergent)
+    with pytest.raises(ValueError, match="bool tensor of shape"):
+        kernels.distill_loss(hs, ws, ht, wt, select=lambda rows, chunk_stats: chunk_stats.reverse_kl)
+
+
+def _normwise(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((ours.double() - ref.double()).norm() / ref.double().norm())
+
+
+@pytest.mark.parametrize("impl", ["torch", pytest.param("cublas", marks=_TRITON_MARKS)])
+def test_weight_gradient_accumulation_modes(monkeypatch, impl):
+    # bf16 inputs in 12-row chunks (5 on the torch path): d W_s is the sum of several chunk products,
+    # rounded to bf16 after each chunk ("bf16") or once at the end ("fp32").
+    monkeypatch.setattr(opd_reference, "MEMORY_BUDGET_BYTES", 5 * 1000 * 4 * opd_reference.LIVE_ROW_TENSORS)
+    hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.bfloat16, seed=47)
+    want = _reference_grads(hs, ws, ht, wt)
+    errors = {}
+    for accum in ("bf16", "fp32"):
+        got = _grads(_ours(ht, wt, impl=impl, accum=accum), hs, ws)
+        assert got[2].dtype == torch.bfloat16
+        assert _rel(got[0], want[0]) < 1e-5
+        errors[accum] = _normwise(got[2], want[2])
+        if impl == "cublas" and accum == "fp32" and DEVICE == "cpu":
+            assert opd.last_addmm_path == "upcast"  # the CPU branch of the fp32 accumulation
+    # Seen on CPU: torch 4.3e-3 / 2.9e-3, cublas 4.5e-3 / 4.3e-3 (its d(logits) are bf16 already).
+    assert errors["fp32"] < errors["bf16"] < 1e-2, errors
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.float16], ids=["fp32-out", "fp16-out"])
+def test_grad_weight_out_accumulates_in_place(impl, out_dtype):
+    hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.float16, seed=53)
+    h64, w64 = hs.double().requires_grad_(True), ws.double().requires_grad_(True)
+    materialised_distill_loss(h64, w64, ht, wt, "jsd").backward()
+    previous = (0.01 * torch.randn(ws.shape, generator=torch.Generator().manual_seed(5))).to(DEVICE, out_dtype)
+    out = previous.clone()
+    h, w = hs.clone().requires_grad_(True), ws.clone().requires_grad_(True)
+    loss = kernels.distill_loss(h, w, ht, wt, "jsd", impl=impl, grad_weight_out=out)
+    assert _rel(out, previous.double() + w64.grad) < TOLERANCE[torch.float16]  # added during the forward
+    loss.backward()
+    assert w.grad is None  # nothing through autograd: it is already in `out`
+    assert _rel(h.grad, h64.grad) < TOLERANCE[torch.float16]
+    with pytest.raises(RuntimeError, match="incoming gradient of 1"):
+        (2.0 * kernels.distill_loss(h, w, ht, wt, "jsd", impl=impl, grad_weight_out=out)).backward()
+
+
+@pytest.mark.skipif(DEVICE != "cuda" or not HAS_TRITON, reason="Triton compiles (and caches kernels) only on a GPU")
+def test_cublas_path_compiles_once_for_every_chunk_size():
+    from kernels import _opd_single_pass_triton as single_pass
+
+    def compiled():
+        caches = [getattr(kernel, "device_caches", None) for kernel in
+                  (single_pass._sp_stats_kernel, single_pass._sp_jsd_kernel, single_pass._sp_grad_kernel)]
+        if any(cache is None for cache in caches):
+            pytest.skip("this Triton version keeps no device_caches")
+        return [len(cache[torch.cuda.current_device()][0]) for cache in caches]
+
+    hs, ws, ht, wt = _inputs((37, 1000, 32, 48), torch.bfloat16, seed=59)
+    _grads(_ours(ht, wt, "jsd", impl="cublas"), hs, ws)
+    before = compiled()
+    for num_rows in (29, 16, 1):  # other last-chunk sizes, including 1 and a multiple of 16
+        _grads(_ours(ht[:num_rows], wt, "jsd", impl="cublas"), hs[:num_rows], ws)
+    assert compiled() == before
+
+
+@pytest.mark.skipif(DEVICE != "cuda" or not HAS_TRITON, reason="allocator peaks are measured on a GPU")
+@pytest.mark.parametrize("impl", ["triton", "cublas"])
+def test_peak_memory_matches_the_design(monkeypatch, impl):
+    """Peak extra memory of fwd+bwd against the buffers each design allocates (kernels_v2.md 2 and 4.2)."""
+    from kernels import _opd_single_pass
+
+    num_rows, vocab, hidden = 4096, 32768, 512
+    hs, ws, ht, wt = _inputs((num_rows, vocab, hidden, hidden), torch.bfloat16, seed=61)
+    h, w = hs.requires_grad_(True), ws.requires_grad_(True)
+    grad_w, grad_h = vocab * hidden * 2, num_rows * hidden * 2  # the returned bf16 d W_s and d h_s
+    if impl == "triton":
+        monkeypatch.setattr(opd, "WORKSPACE_BYTES", num_rows * 4096 * 2)  # 8 slices of 4096 columns
+        # d W_s + fp32 d h_s accumulator + the workspace, which is freed before d h_s is allocated
+        # (the lifetime bug of kernels_v2.md section 2 added d h_s on top)
+        design = grad_w + num_rows * hidden * 4 + max(num_rows * 4096 * 2, grad_h)
+    else:
+        monkeypatch.setattr(_opd_single_pass, "CHUNK_BUFFER_BYTES", 2 * 512 * vocab * 2)  # 512-row chunks
+        tiles = _opd_single_pass._tiles(hs.device)
+        # both gradients + the stored logits of one chunk + the fp32 sub-block scratch
+        design = grad_w + grad_h + 2 * 512 * vocab * 2 + 2 * 512 * tiles["sub_block"] * 4
+    kernels.distill_loss(h, w, ht, wt, impl=impl).backward()  # warm-up: compilation, cuBLAS workspaces
+    h.grad = w.grad = None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    kernels.distill_loss(h, w, ht, wt, impl=impl).backward()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    assert design <= peak <= 1.03 * design + 4 * 2**20, (peak / 2**20, design / 2**20)
 
 
 def _bad_calls():
@@ -326,6 +495,19 @@ def _bad_calls():
         ("3d", dict(ok, student_hidden=hs[None]), ValueError, "must be a 2-D tensor"),
         ("dtype", dict(ok, student_weight=ws.double()), TypeError, "must share a dtype"),
         ("vocab", dict(ok, teacher_weight=wt[:49]), ValueError, "must cover the student's"),
+        ("accum", dict(ok, accum="fp16"), ValueError, "accum must be"),
+        ("triton-accum", dict(ok, impl="triton", accum="bf16"), ValueError, "use impl='cublas'"),
+        ("cublas-exact", dict(ok, impl="cublas", accum="exact"), ValueError, "use impl='triton'"),
+        ("weights-nan", dict(ok, weights=torch.tensor([1.0, float("nan"), 1.0, 1.0])), ValueError,
+         r"weights must be finite, got nan at row 1"),
+        ("weights-inf", dict(ok, weights=torch.tensor([1.0, 1.0, 1.0, float("inf")])), ValueError,
+         "weights must be finite"),
+        ("rows-range", dict(ok, rows=torch.tensor([0, 4])), ValueError, r"rows must lie in \[0, 4\)"),
+        ("rows-repeat", dict(ok, rows=torch.tensor([1, 1])), ValueError, "rows must be distinct"),
+        ("rows-float", dict(ok, rows=torch.tensor([1.0])), ValueError, "rows must be a 1-D integer"),
+        ("grad-out-shape", dict(ok, grad_weight_out=torch.zeros(50, 7)), ValueError, "grad_weight_out must be"),
+        ("grad-out-dtype", dict(ok, grad_weight_out=torch.zeros(50, 8, dtype=torch.float16)), TypeError,
+         "grad_weight_out must be torch.float32"),
     ]
 
 
@@ -348,8 +530,9 @@ def test_invalid_tokens_raise():
 def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
     hs, ws, ht, wt = _inputs((4, 50, 8, 6), torch.float32, seed=0)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
-        kernels.token_stats(hs, ws, ht, wt, impl="triton")
+    for impl in ("triton", "cublas"):
+        with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+            kernels.token_stats(hs, ws, ht, wt, impl=impl)
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     with pytest.raises(NotImplementedError, match="bfloat16"):
         kernels.token_stats(hs.bfloat16(), ws.bfloat16(), ht, wt, impl="triton")
