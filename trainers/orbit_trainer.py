@@ -23,6 +23,7 @@ from trainers.ray_envs import make_env_factory
 from trainers.rewards import reward_function
 from trainers.rollout import OrbitRollout
 from trainers.tasks import TaskPool
+from trainers.vllm_generation import make_vllm_agent, vllm_grpo_kwargs
 
 __all__ = ["OrbitTrainer", "grpo_args", "task_dataset", "make_hf_agent", "load_policy"]
 
@@ -69,6 +70,7 @@ def grpo_args(config: OrbitConfig, output_dir: Path) -> GRPOConfig:
         bf16=cuda and torch.cuda.is_bf16_supported(),
         dataloader_num_workers=0,
         log_completions=False,
+        **vllm_grpo_kwargs(train),  # train.generation=vllm|vllm_server: TRL builds and syncs the engine
     )
 
 
@@ -137,6 +139,8 @@ class OrbitTrainer(GRPOTrainer):
             callbacks=list(callbacks or []),
         )
         rollout.on_metrics = self.record_metrics
+        if config.train.generation != "hf" and make_agent is None:  # sample with TRL's vLLM engine (built above)
+            rollout.make_agent = lambda policy: make_vllm_agent(self, tokenizer, config)
         self.remove_callback(PrinterCallback)  # logs go through MetricsLogger, not print()
 
     def record_metrics(self, metrics: dict[str, float]) -> None:
