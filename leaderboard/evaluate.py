@@ -23,7 +23,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ import agents
 import envs  # noqa: F401  (registers the icl/ ids in this process and in every spawned worker)
 from leaderboard.evaluate_config import (
     AgentConfig,
+    AgentRole,
     BaselineAgentConfig,
     EvaluateConfig,
     ExecutorKind,
@@ -45,10 +46,11 @@ from leaderboard.evaluate_config import (
     register_configs,
 )
 from leaderboard.executors import SerialExecutor, make_executor
+from leaderboard.metadata import agent_metadata
 from leaderboard.results import ResultsFile, RowKey, make_row
 from leaderboard.suites import SuiteRun, merge_suite_definitions, resolve_suite
 
-__all__ = ["TrialJob", "evaluate", "agent_hash", "build_agent", "plan_jobs", "run_trial", "main"]
+__all__ = ["TrialJob", "evaluate", "agent_hash", "build_agent", "memory_twin", "plan_jobs", "run_trial", "main"]
 
 # Keys that select or label an agent but do not change how it plays, so they stay out of its hash.
 _NON_BEHAVIOUR_KEYS = ("name", "role", "envs", "exclude_envs", "batch_size")
@@ -241,7 +243,8 @@ def _record_definitions(output_dir: Path, runs: list[SuiteRun], config: AgentCon
     _write_json_atomic(path, suites)
     path = output_dir / "agents.json"
     known = json.loads(path.read_text()) if path.exists() else {}
-    _write_json_atomic(path, {**known, f"{config.name}@{digest}": _plain(config)})
+    # The metadata (model path, parameters, decoding, commit) lets the page describe the agent later.
+    _write_json_atomic(path, {**known, f"{config.name}@{digest}": {**_plain(config), "metadata": agent_metadata(_plain(config))}})
 
 
 def _check_consistent(results: ResultsFile, jobs: list[TrialJob]) -> None:
@@ -316,7 +319,34 @@ def evaluate(config: EvaluateConfig) -> Path:
     finally:
         _MODEL_AGENTS.clear()  # a multirun's next agent should not find this one's weights still loaded
     print(f"{results.path}: {len(results.rows)} rows")
+    twin = memory_twin(config.agent) if config.memory_score else None
+    if twin is not None:  # the same trials with the agent's memory removed; that run prints the summary
+        return evaluate(replace(config, agent=twin, memory_score=False))
+    _print_summary(output_dir, {run.name for run in runs})
     return results.path
+
+
+def memory_twin(config: AgentConfig) -> AgentConfig | None:
+    """The agent without memory across episodes, named `<name>_memoryless` (None when it has none to remove).
+
+    A baseline restarts its statistics every episode (`memory: false`); a model agent sees only the
+    current episode (`context: last_episode`).
+    """
+    if isinstance(config, BaselineAgentConfig):
+        changes = {"memory": False} if config.memory else None
+    else:
+        changes = {"context": "last_episode"} if getattr(config, "context", "last_episode") != "last_episode" else None
+    if changes is None:
+        return None
+    return replace(config, name=f"{config.name}_memoryless", role=AgentRole.memoryless, **changes)
+
+
+def _print_summary(output_dir: Path, suites: set[str]) -> None:
+    """Print the tables of the suites just run, over every agent in `output_dir` (a multirun's last one shows all)."""
+    from leaderboard.render import build_tables, summary_markdown  # matplotlib and scipy only now
+
+    tables, _ = build_tables([output_dir])
+    print(summary_markdown([table for table in tables if table.name in suites]))
 
 
 def config_from_overrides(overrides: list[str] | None = None) -> EvaluateConfig:

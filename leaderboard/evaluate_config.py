@@ -31,11 +31,16 @@ __all__ = [
 
 
 class AgentRole(enum.Enum):
-    """How the leaderboard draws an agent: a contestant, or a reference (dashed) curve."""
+    """How the leaderboard draws an agent: a contestant, or a reference (dashed, listed apart, never ranked).
+
+    `uniform` marks the chance floor (uniformly random actions), the zero of a normalised score where
+    the oracle's memoryless twin does as well as the oracle.
+    """
 
     agent = "agent"
     oracle = "oracle"
     memoryless = "memoryless"
+    uniform = "uniform"
 
 
 class ExecutorKind(enum.Enum):
@@ -69,7 +74,7 @@ class AgentConfig:
     name: str = MISSING
     #: Implementation: `baseline` (agents.baseline), `hf`, `openai` or `vllm`.
     kind: str = MISSING
-    #: Contestant, or a reference curve (`oracle`, `memoryless`) drawn dashed.
+    #: Contestant, or a reference (`oracle`, `memoryless`, `uniform`: drawn dashed, listed apart, not ranked).
     role: AgentRole = AgentRole.agent
     #: Only these env ids (fnmatch patterns); empty means every env of the suite.
     envs: list[str] = field(default_factory=list)
@@ -328,6 +333,9 @@ class EvaluateConfig:
     chunk_size: Optional[int] = None
     #: Show a progress bar per suite.
     progress: bool = True
+    #: Also play the agent's memoryless twin on the same trials (`<name>_memoryless`: `memory: false` for a
+    #: baseline, `context: last_episode` for a model), so the leaderboard shows the gain memory brings.
+    memory_score: bool = False
     #: The Ray cluster of `executor=ray`.
     ray: RayConfig = field(default_factory=RayConfig)
 

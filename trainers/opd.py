@@ -23,6 +23,8 @@ are a large part of the step (`tests/trainers/test_opd_trainer.py`, `benchmarks/
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import os
 import resource
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import kernels
 from agents.context import DEFAULT_SYSTEM_PROMPT
-from trainers import tip
+from trainers import paced, tip
 from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig, check_opd
 from trainers.orbit_trainer import OrbitTrainer
 
@@ -231,7 +233,8 @@ def gather_agent_rows(hidden: torch.Tensor, batch: TokenBatch) -> tuple[torch.Te
 
 
 def load_teacher(config: TeacherConfig, student: torch.nn.Module, tokenizer: Any = None) -> torch.nn.Module:
-    """Builds the frozen teacher: a checkpoint (`kind=model`) or a copy of the student (`kind=self`).
+    """Builds the frozen teacher: a checkpoint (`kind=model`) or a copy of the student (`kind=self`, and
+    `kind=oracle` with `outside=self`); None for an `oracle` teacher that needs no network.
 
     Args:
         config: The `teacher` group.
@@ -244,7 +247,11 @@ def load_teacher(config: TeacherConfig, student: torch.nn.Module, tokenizer: Any
     Raises:
         ValueError: when the path is missing, or the teacher's tokenizer or vocabulary differs.
     """
-    if config.kind == "self":
+    if config.kind == "oracle":  # no network: the env family's oracle (`trainers.oracle_teacher`)
+        if config.outside != "self":
+            return None
+        teacher = copy.deepcopy(student)  # the frozen initial student, for the tokens the oracle does not teach
+    elif config.kind == "self":
         teacher = copy.deepcopy(student)
     else:
         if not config.path or not os.path.isdir(config.path):
@@ -369,6 +376,8 @@ def opd_loss(
     selection: SelectionConfig,
     generator: torch.Generator | None = None,
     select: Callable[..., torch.Tensor] = tip.select,
+    trial_weights: torch.Tensor | None = None,
+    reasoning: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The distillation loss of one batch over the agent tokens `selection` keeps, and its metrics.
 
@@ -382,6 +391,10 @@ def opd_loss(
         selection: The TIP rule, ratio, pool and entropy clip.
         generator: The seeded generator of the sampling rules (`selection_generator`).
         select: The token selector, `trainers.tip.select` or a callable with its signature.
+        trial_weights: Optional (B,) weight of each row's trial, indexed by `rollout_ids` (Paced's
+            `pace_weights`): the loss is then sum_kept w d / kept.
+        reasoning: (B, T) bool of `student_batch`, True on agent tokens in a turn's reasoning part
+            (`trainers.tip.reasoning_mask`); needed by `selection.rule=segment`.
 
     Returns:
         (loss, metrics): the mean divergence over the kept rows (0 with a zero gradient when nothing is
@@ -408,17 +421,26 @@ def opd_loss(
     teacher_head = teacher_head.detach().to(student_rows.device)
     stats = _chunked_token_stats(student_rows.detach(), student_head.detach(), teacher_rows, teacher_head, tokens,
                                  distill)
+    extra = {}
+    if selection.rule in tip.BUDGET_RULES:  # Distilling the Essence's budgets, optionally refined by a TIP rule
+        extra = {"segments": selection.segments, "then": selection.then, "then_ratio": selection.then_ratio}
+        if selection.rule == "segment":
+            if reasoning is None:
+                raise ValueError("selection.rule=segment needs the reasoning mask of the batch (trainers.tip.reasoning_mask)")
+            extra["reasoning"] = reasoning.to(student_batch.agent_mask.device)[:, 1:][student_batch.agent_mask[:, 1:]]
     keep = select(stats, selection.rule, selection.ratio, rollout_ids, generator=generator, pool=selection.pool,
-                  entropy_clip_quantile=selection.entropy_clip_quantile)
+                  entropy_clip_quantile=selection.entropy_clip_quantile, **extra)
     finite = _finite_rows(stats, distill.divergence)
     kept = torch.nonzero(keep & finite).squeeze(1)  # (K,)
     if kept.numel() == 0:
         # Keeps the graph through the decoder and the head, so backward runs and every gradient is 0.
         loss = (student_rows.sum() + student_head.sum()) * 0.0
     else:
+        weights = None if trial_weights is None else trial_weights.to(rollout_ids.device)[rollout_ids[kept]].float()
         loss = kernels.distill_loss(student_rows[kept], student_head, teacher_rows[kept], teacher_head,
                                     divergence=distill.divergence, beta=distill.beta,
-                                    temperature=distill.temperature, reduction="mean", impl=distill.impl)
+                                    temperature=distill.temperature, weights=weights, reduction="mean",
+                                    impl=distill.impl)
     metrics = {f"selection/{key}": value for key, value in tip.selection_metrics(stats, keep).items()}
     metrics["distill/loss"] = float(loss.detach())
     metrics["distill/nonfinite_tokens"] = float((keep & ~finite).sum())
@@ -514,6 +536,7 @@ class OPDTrainer(OrbitTrainer):
                               system_prefix_ids(tokenizer, self.teacher_config.system_prompt))
         self._synced_at = 0
         self._micro_batch = (-1, 0)  # (step, micro-batches seen in it): names each selection's generator
+        self._token_text = functools.lru_cache(maxsize=None)(lambda token: tokenizer.decode([token]))
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         """Transformers' checkpoint, plus a `self` teacher's weights and sync step (they are not the student's)."""
@@ -544,6 +567,19 @@ class OPDTrainer(OrbitTrainer):
             return distillation
         return super().compute_policy_loss(model, inputs) + self.distill.weight * distillation
 
+    def distill_at(self, step: int) -> DistillConfig:
+        """The `distill` settings of optimizer step `step`: `distill.schedule=fkl_then_rkl` picks forward KL
+        before `distill.switch_step` and reverse KL from it (`trainers.paced.divergence_at`), so a resumed run
+        is in the phase of its step."""
+        divergence = paced.divergence_at(self.distill.schedule, self.distill.divergence, step, self.distill.switch_step,
+                                         self.args.max_steps)
+        return self.distill if divergence == self.distill.divergence else dataclasses.replace(self.distill,
+                                                                                              divergence=divergence)
+
+    def teacher_view(self, batch: TokenBatch, inputs: dict[str, Any]) -> TokenBatch:
+        """The teacher's rows of a micro-batch: the student's, or with `teacher=self` its prompt prefix swapped."""
+        return batch if self._prefixes is None else _teacher_view(batch, *self._prefixes, self._pad_id)
+
     def distillation_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
         """The OPD loss of one micro-batch, scaled for gradient accumulation, with its metrics recorded."""
         student = self.accelerator.unwrap_model(model)
@@ -554,9 +590,14 @@ class OPDTrainer(OrbitTrainer):
         micro_batch = self._micro_batch[1] + 1 if self._micro_batch[0] == step else 0
         self._micro_batch = (step, micro_batch)
         batch = _trl_batch(inputs)
-        teacher_batch = batch if self._prefixes is None else _teacher_view(batch, *self._prefixes, self._pad_id)
-        loss, metrics = opd_loss(student, self.teacher, batch, teacher_batch, self.distill, self.selection,
-                                 generator=selection_generator(self.args.seed, step, micro_batch), select=self.select)
+        teacher_batch = self.teacher_view(batch, inputs)
+        distill = self.distill_at(step)
+        reasoning = (tip.reasoning_mask(batch.input_ids, batch.agent_mask, self._token_text)
+                     if self.selection.rule == "segment" else None)
+        loss, metrics = opd_loss(student, self.teacher, batch, teacher_batch, distill, self.selection,
+                                 generator=selection_generator(self.args.seed, step, micro_batch), select=self.select,
+                                 trial_weights=inputs.get("pace_weights"), reasoning=reasoning)
+        metrics["distill/forward_kl_phase"] = float(distill.divergence == "forward_kl")
         metrics["peak_memory_gib"] = process_peak_memory_gib(batch.input_ids.device)
         self.record_metrics(metrics)
         if self.model.training:

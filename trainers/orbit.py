@@ -26,11 +26,11 @@ from transformers.utils import logging as transformers_logging
 from trainers import checkpointing
 from trainers.evaluation import episode_table, evaluate_model, summarize
 from trainers.metrics import MetricsLogger, namespaced
-from trainers.opd import OPDTrainer
 from trainers.orbit_config import CONFIG_DIR, OrbitConfig, load_config, resolve_env_overrides
 from trainers.orbit_trainer import OrbitTrainer, grpo_args, load_policy, make_hf_agent, task_dataset
 from trainers.sft import default_sft_agent, imitate, imitation_data
 from trainers.tasks import TaskPool
+from trainers.teachers import trainer_class
 
 __all__ = [
     "OrbitTrainer",
@@ -101,9 +101,15 @@ def _warm_start(config: OrbitConfig, pool: TaskPool, model: Any, tokenizer: Any,
     names = {task.source.name: config.env.sft_agent or default_sft_agent(task.source.env_id) for task in tasks}
     data = imitation_data(tasks, chat, lambda task: names[task.source.name],
                           max_new_tokens=config.model.max_new_tokens)
+    make_optimizer = None
+    if config.optim.name != "adamw":  # `optim=asgld|asg|agld` (trainers.optim) for imitation as for RL
+        from trainers.optim import build_optimizer
+
+        def make_optimizer(parameters, lr):
+            return build_optimizer(config.optim, parameters, lr=lr, weight_decay=0.01, seed=config.train.seed)
     imitate(model, data, steps=config.train.sft_steps, batch_size=config.train.sft_batch_size, lr=config.train.sft_lr,
             warmup_steps=config.train.sft_warmup_steps, pad_id=tokenizer.pad_token_id, seed=config.train.seed,
-            log=logger.log_metrics)
+            log=logger.log_metrics, make_optimizer=make_optimizer)
     checkpointing.save_imitation(model, tokenizer, output_dir, config)
 
 
@@ -134,8 +140,7 @@ def train(config: OrbitConfig) -> Path:
         model, tokenizer = load_policy(config, checkpointing.imitation_directory(output_dir))
     evaluate = HeldOutEvaluator(config, pool, tokenizer, logger)
 
-    trainer_class = OPDTrainer if config.distill.enabled else OrbitTrainer
-    trainer = trainer_class(model, tokenizer, pool, config, output_dir=output_dir, callbacks=[
+    trainer = trainer_class(config)(model, tokenizer, pool, config, output_dir=output_dir, callbacks=[
         checkpointing.ConfigSnapshot(config),
         _LogAndEvaluate(logger, lambda step: evaluate(trainer.model, step), config.train.eval_every,
                         config.train.max_steps),
@@ -223,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
 
 def _usage() -> str:
     groups = []
-    for group in ("env", "model", "train", "distill", "teacher", "selection"):
+    for group in ("env", "model", "train", "distill", "teacher", "selection", "optim"):
         names = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
         groups.append(f"  {group}=: {', '.join(names)}")
     return (f"{__doc__.strip()}\n\nConfig groups (files in {CONFIG_DIR}):\n" + "\n".join(groups) +

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig, check_opd, register_opd_configs
+from trainers.optim_config import OptimConfig, register_optim_configs
 
 __all__ = [
+    "AceConfig",
     "EnvConfig",
     "ModelConfig",
     "TrainConfig",
@@ -38,6 +40,8 @@ __all__ = [
     "LR_SCHEDULERS",
     "DTYPES",
     "REWARD_NAMES",
+    "CREDIT_MODES",
+    "CREDIT_BASELINES",
 ]
 
 MODEL_KINDS = ("tiny", "hf")
@@ -49,6 +53,10 @@ LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Kept in step with `trainers.rewards.REWARDS` (a test checks); listed here so the config imports no torch.
 REWARD_NAMES = ("successes", "episode_return", "negative_regret")
+#: `trial`: one advantage per trial (ORBIT); `episode`: one per episode on that episode's tokens (`trainers.credit`).
+CREDIT_MODES = ("trial", "episode")
+#: Baseline of per-episode credit: the group's mean, or the oracle's per-episode reward.
+CREDIT_BASELINES = ("group", "oracle")
 TINY_SIZES = ("S", "M")
 #: The repository's Hydra configs (`orbit.yaml` and the `env/`, `model/`, `train/` groups).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -207,6 +215,20 @@ class VLLMTrainConfig:
 
 
 @dataclass
+class AceConfig:
+    """ACE's confidence-aware penalty of negative advantages (`trainers.ace`, arXiv 2602.21420)."""
+
+    #: Strength alpha of A (1 + alpha softplus(c)) for negative advantages; 0 turns ACE off. The paper's
+    #: value is not known (seed_methods.md section 3); 1.0 is the documented default of our reconstruction.
+    alpha: float = 0.0
+    #: Confidence c as the token mean of the log-ratio over the trial's agent tokens instead of its sum.
+    length_norm: bool = False
+
+    def __post_init__(self):
+        _at_least("train.ace.alpha", self.alpha, 0)
+
+
+@dataclass
 class TrainConfig:
     """Imitation warm start, ORBIT's GRPO, evaluation and checkpoint cadence."""
 
@@ -276,6 +298,21 @@ class TrainConfig:
     save_total_limit: int = 2
     #: torch CPU threads (the project's CPU runs use 2 cores).
     cpu_threads: int = 2
+    #: Paced: scale each trial's GRPO advantage by w = p(1 - p) of its group's pass rate p, normalised to
+    #: mean 1 over the batch (`trainers.paced`).
+    pace: bool = False
+    #: Paced: a trial succeeds when its in-context regret is at most this (regret tasks); null: when its
+    #: final episode succeeded.
+    pace_success: Optional[float] = None
+    #: ACE: confidence-aware negative advantages (`train.ace.alpha=1.0`).
+    ace: AceConfig = field(default_factory=AceConfig)
+    #: `trial` (ORBIT: one group-normalised advantage per trial) or `episode` (each episode's reward gets
+    #: its own group-normalised advantage on that episode's agent tokens; `trainers.credit`).
+    credit: str = "trial"
+    #: Discount of later episodes' rewards in an episode's credit: G_e = r_e + gamma G_(e+1) (0: own episode only).
+    credit_gamma: float = 0.0
+    #: Per-episode baseline: `group` (the group's mean G_e) or `oracle` (the oracle's discounted per-episode reward).
+    credit_baseline: str = "group"
     # --- scale-out (trainers.vllm_generation, trainers.ray_envs)
     #: Rollout generation: `hf` (the trainer's own decoding loop), `vllm` (a colocated vLLM engine) or
     #: `vllm_server` (a `trl vllm-serve` server); weights go to vLLM after every optimizer step.
@@ -292,6 +329,10 @@ class TrainConfig:
         _allowed("train.lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
         _allowed("train.loss_type", self.loss_type, LOSS_TYPES)
         _allowed("train.scale_rewards", self.scale_rewards, SCALE_REWARDS)
+        _allowed("train.credit", self.credit, CREDIT_MODES)
+        _allowed("train.credit_baseline", self.credit_baseline, CREDIT_BASELINES)
+        if not 0.0 <= self.credit_gamma <= 1.0:
+            raise ValueError(f"train.credit_gamma={self.credit_gamma!r} must lie in [0, 1]")
         for key in ("sft_trials", "sft_steps", "sft_batch_size", "max_steps", "tasks_per_step", "micro_batches",
                     "eval_every", "eval_batch_size", "save_every", "save_total_limit", "cpu_threads"):
             _at_least(f"train.{key}", getattr(self, key), 1)
@@ -335,6 +376,8 @@ class OrbitConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     #: TIP token selection of the distillation loss (`selection=soft_or`, ...).
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    #: The optimizer of imitation and RL (`optim=asgld|asg|agld|adamw`, `trainers.optim`).
+    optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self):
         check_opd(self.distill, self.teacher, self.selection)
@@ -372,7 +415,8 @@ def load_config(overrides: Sequence[str] = ()) -> OrbitConfig:
 def _reject_unknown_keys(composed: Any) -> None:
     """A key forced in with `+key=value` would be dropped silently by the dataclass; refuse it instead."""
     sections = {"": OrbitConfig, "env": EnvConfig, "model": ModelConfig, "train": TrainConfig,
-                "distill": DistillConfig, "teacher": TeacherConfig, "selection": SelectionConfig}
+                "distill": DistillConfig, "teacher": TeacherConfig, "selection": SelectionConfig,
+                "optim": OptimConfig}
     for section, schema in sections.items():
         node = composed[section] if section else composed
         known = {field.name for field in dataclasses.fields(schema)}
@@ -402,3 +446,4 @@ def register_configs() -> None:
 
     ConfigStore.instance().store(name="orbit_schema", node=OrbitConfig)
     register_opd_configs()
+    register_optim_configs()

@@ -23,6 +23,7 @@ from trainers.ray_envs import make_env_factory
 from trainers.rewards import reward_function
 from trainers.rollout import OrbitRollout
 from trainers.tasks import TaskPool
+from trainers.turns import annotator_for
 from trainers.vllm_generation import make_vllm_agent, vllm_grpo_kwargs
 
 __all__ = ["OrbitTrainer", "grpo_args", "task_dataset", "make_hf_agent", "load_policy"]
@@ -128,7 +129,9 @@ class OrbitTrainer(GRPOTrainer):
     ):
         self.orbit_config = config
         rollout = OrbitRollout(pool, make_agent or (lambda policy: make_hf_agent(policy, tokenizer, config)),
-                               mask_truncated=config.train.mask_truncated, make_env=make_env_factory(config))
+                               mask_truncated=config.train.mask_truncated, annotate=annotator_for(config),
+                               make_env=make_env_factory(config))
+        self.orbit_rollout = rollout
         super().__init__(
             model=model,
             reward_funcs=list(reward_funcs or [reward_function(config.env.reward)]),
@@ -142,6 +145,11 @@ class OrbitTrainer(GRPOTrainer):
         if config.train.generation != "hf" and make_agent is None:  # sample with TRL's vLLM engine (built above)
             rollout.make_agent = lambda policy: make_vllm_agent(self, tokenizer, config)
         self.remove_callback(PrinterCallback)  # logs go through MetricsLogger, not print()
+        self.ace_reference = None
+        if config.train.ace.alpha > 0:  # ACE needs pi_ref even when TRL builds none (beta = 0)
+            from trainers.ace import reference_model
+
+            self.ace_reference = reference_model(self)
 
     def record_metrics(self, metrics: dict[str, float]) -> None:
         """Add namespaced metrics to the current step's log (averaged with TRL's at `logging_steps`)."""
@@ -159,6 +167,41 @@ class OrbitTrainer(GRPOTrainer):
 
     def _compute_loss(self, model, inputs):
         return self.compute_policy_loss(model, inputs)
+
+    def shape_advantages(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Called once per generation batch, after TRL's scoring (`_generate_and_score_completions`),
+        with TRL's batch dict (advantages of shape (B,) plus the rollout's extra fields). Returns the
+        (possibly modified) dict. Default, in this order: per-episode (B, T) advantages with
+        `train.credit=episode` (`trainers.credit`), Paced weights (`train.pace`, `distill.pace`) and ACE's
+        confidence penalty (`train.ace.alpha`); all off by default (`trainers.paced`, `trainers.ace`).
+
+        Per-token advantages may be stored as `inputs["advantages"]` of shape (B, T) (T = completion
+        length); TRL's loss broadcasts (B,) and (B, T) alike, and Paced and ACE scale either.
+        """
+        from trainers import ace, paced
+
+        if self.orbit_config.train.credit == "episode":
+            from trainers.credit import apply_episode_credit
+
+            inputs = apply_episode_credit(self, inputs)
+        inputs = paced.shape_advantages(self, inputs)
+        return ace.shape_advantages(self, inputs)
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        output = super()._generate_and_score_completions(inputs)
+        # The rollout's per-trial fields (`EXTRA_FIELDS` and more), in the rows' order: the hook sees them per
+        # trial, and TRL shuffles and splits them with its tensors.
+        output.update(self.orbit_rollout.last_fields)
+        return self.shape_advantages(output)
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        """transformers' AdamW for `optim=adamw`; otherwise `trainers.optim`'s (`trainer_optimizer`)."""
+        if self.orbit_config.optim.name == "adamw" or self.optimizer is not None:
+            return super().create_optimizer(model)
+        from trainers.optim import trainer_optimizer
+
+        self.optimizer = trainer_optimizer(self, self.orbit_config.optim, model)
+        return self.optimizer
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         """A card naming the local base model and the run; TRL's links a Hub id ("[None]" for a local model)."""

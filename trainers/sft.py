@@ -191,17 +191,22 @@ def imitate(
     log: Callable[[int, dict[str, float]], None] | None = None,
     log_every: int = 25,
     progress: bool = True,
+    make_optimizer: Callable[[Any, float], torch.optim.Optimizer] | None = None,
 ) -> dict[str, float]:
     """Clone `data` into `model` in place: cross-entropy on agent tokens, AdamW, cosine schedule.
 
     Batches cycle over shuffled epochs of the trials (a generator seeded by `seed`). `log(step, metrics)`
-    receives `sft/loss`, `sft/lr` and `sft/trials_per_s` every `log_every` steps.
+    receives `sft/loss`, `sft/lr` and `sft/trials_per_s` every `log_every` steps. `make_optimizer(parameters, lr)`
+    replaces the AdamW (`optim=asgld` etc., `trainers.optim.build_optimizer`).
 
     Returns:
         The last logged metrics.
     """
     device = next(model.parameters()).device
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
+    if make_optimizer is None:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
+    else:
+        optimizer = make_optimizer(model.parameters(), lr)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(data))
     cursor = 0

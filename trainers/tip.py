@@ -22,6 +22,18 @@ Rules (h' is the entropy clipped at the batch's `entropy_clip_quantile` and min-
     divergence_top   top k by reverse_kl                                   (TIP App. B.2)
     soft_or_bottom   bottom k by s, the paper's control                    (TIP Table 6)
 
+Budgets (Distilling the Essence, arXiv 2512.21002), which read positions and text, not statistics:
+
+    prefix           the first floor(ratio * n) agent tokens of each trial (n = its agent tokens; the
+                     paper keeps the lead span of a whole sequence, here of the agent's own tokens)
+    segment          the agent tokens in the `segments` parts of each turn: `reasoning` (up to and
+                     including `</think>`, or, without one, before the turn's last `\\boxed{`) and `action`
+                     (the rest: the answer and the end-of-turn token); a turn with neither marker is all
+                     action. Needs `reasoning`, the (N,) mask `reasoning_mask` computes.
+
+`then=<rule>` composes a budget with a TIP rule: the budget first, then `then` keeps floor(then_ratio x m)
+of the budget's tokens, with its normalisation and quantiles over the budget's tokens only.
+
 Groups: `pool="trial"` counts k and ranks within each trial (m = that trial's agent tokens, the
 paper's per-rollout top-k of Eq. 8); `pool="batch"` ranks the pooled batch (m = N, as the OPD repo's
 sampler does). Normalisation and the entropy clip are always over the whole batch (TIP: "within
@@ -36,15 +48,24 @@ vectorised over all groups at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
+from trainers.opd_config import BUDGET_RULES, SEGMENTS, SELECTION_RULES
 from trainers.opd_config import SELECTION_POOLS as POOLS
-from trainers.opd_config import SELECTION_RULES as RULES
 
-__all__ = ["POOLS", "RULES", "STOCHASTIC_RULES", "quadrant_shares", "selection_metrics", "select"]
+#: TIP's statistical rules; `select` also takes the `BUDGET_RULES` (`selection.rule` allows both).
+RULES = tuple(rule for rule in SELECTION_RULES if rule not in BUDGET_RULES)
+
+__all__ = ["BUDGET_RULES", "POOLS", "RULES", "SEGMENTS", "STOCHASTIC_RULES", "quadrant_shares", "reasoning_mask",
+           "selection_metrics", "select"]
+
+#: Ends a turn's reasoning (the tag counts as reasoning).
+REASONING_END = "</think>"
+#: Without `</think>`, a turn's reasoning is what comes before its last `\boxed{` (the answer is the action).
+ANSWER_START = "\\boxed{"
 
 STOCHASTIC_RULES = ("random", "entropy_sample")
 
@@ -58,6 +79,8 @@ _NEEDS = {
     "q3": ("entropy", "forward_kl"),
     "divergence_top": ("reverse_kl",),
     "soft_or_bottom": ("entropy", "reverse_kl"),
+    "prefix": (),
+    "segment": (),
 }
 # Below this range a min-max normalisation returns zeros instead of dividing by ~0.
 _RANGE_EPSILON = 1e-12
@@ -169,8 +192,8 @@ def _rule_scores(stats, rule, num_tokens, generator, clip_quantile) -> torch.Ten
 
 
 def _validate(rule, ratio, pool, rollout_ids, generator, clip_quantile) -> None:
-    if rule not in RULES:
-        raise ValueError(f"selection.rule={rule!r} is not a TIP rule; allowed: {', '.join(RULES)}")
+    if rule not in SELECTION_RULES:
+        raise ValueError(f"selection.rule={rule!r} is not a TIP rule or budget; allowed: {', '.join(SELECTION_RULES)}")
     if pool not in POOLS:
         raise ValueError(f"selection.pool={pool!r}; allowed: {', '.join(POOLS)}")
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
@@ -194,6 +217,11 @@ def select(
     generator: torch.Generator | None = None,
     pool: str = "trial",
     entropy_clip_quantile: float = 0.98,
+    *,
+    segments: Sequence[str] = SEGMENTS,
+    reasoning: torch.Tensor | None = None,
+    then: str | None = None,
+    then_ratio: float = 0.5,
 ) -> torch.Tensor:
     """Chooses the agent tokens the distillation loss trains on.
 
@@ -213,6 +241,10 @@ def select(
         pool: "trial" (top k within each trial) or "batch" (over the pooled batch).
         entropy_clip_quantile: Batch quantile at which the entropy is clipped before min-max
             normalisation (`soft_or`, `soft_or_bottom`, `q3`).
+        segments: `segment`: the parts kept, a non-empty subset of ("reasoning", "action").
+        reasoning: `segment`: (N,) bool, True for tokens in a turn's reasoning part (`reasoning_mask`).
+        then: A TIP rule applied inside a `prefix` or `segment` budget (None: the whole budget).
+        then_ratio: The `then` rule's kept fraction of the budget.
 
     Returns:
         A bool tensor, True for kept tokens.
@@ -229,6 +261,21 @@ def select(
     _validate(rule, ratio, pool, rollout_ids, generator, entropy_clip_quantile)
     num_tokens = rollout_ids.shape[0]
     device = rollout_ids.device
+    if rule in BUDGET_RULES:
+        budget = _budget(rule, ratio, rollout_ids, segments, reasoning)
+        if then is None:
+            return budget
+        if then in BUDGET_RULES:
+            raise ValueError(f"selection.then={then!r} must be a TIP rule, not a budget; allowed: {', '.join(RULES)}")
+        inside = torch.nonzero(budget).squeeze(1)  # (M,)
+        fields = {name: _raw(stats, name)[inside.to(_raw(stats, name).device)]
+                  for name in ("entropy", "reverse_kl", "forward_kl") if _raw(stats, name) is not None}
+        keep = torch.zeros(num_tokens, dtype=torch.bool, device=device)
+        keep[inside] = select(fields, then, then_ratio, rollout_ids[inside], generator=generator, pool=pool,
+                              entropy_clip_quantile=entropy_clip_quantile).to(device)
+        return keep
+    if then is not None:
+        raise ValueError(f"selection.then={then!r} refines a budget: use it with rule=prefix or segment, not {rule}")
     if rule == "all" or ratio >= 1.0:
         for name in _NEEDS[rule]:
             _stat(stats, name, num_tokens)  # same errors whatever the ratio
@@ -240,6 +287,76 @@ def select(
     num_groups = int(groups.max()) + 1 if num_tokens else 0
     scores = _rule_scores(stats, rule, num_tokens, generator, entropy_clip_quantile).to(device)
     return _top_per_group(scores, groups, _group_counts(groups, num_groups, ratio))
+
+
+def _raw(stats: Any, name: str) -> torch.Tensor | None:
+    return stats.get(name) if isinstance(stats, Mapping) else getattr(stats, name, None)
+
+
+def _budget(rule: str, ratio: float, rollout_ids: torch.Tensor, segments: Sequence[str],
+            reasoning: torch.Tensor | None) -> torch.Tensor:
+    """The `prefix` or `segment` keep mask (N,)."""
+    num_tokens = rollout_ids.shape[0]
+    if rule == "prefix":
+        groups = torch.unique(rollout_ids, return_inverse=True)[1] if num_tokens else rollout_ids
+        num_groups = int(groups.max()) + 1 if num_tokens else 0
+        earlier_first = -torch.arange(num_tokens, dtype=torch.float64, device=rollout_ids.device)  # gather order = time
+        return _top_per_group(earlier_first, groups, _group_counts(groups, num_groups, ratio))
+    if not segments or any(part not in SEGMENTS for part in segments):
+        raise ValueError(f"selection.segments={list(segments)!r} must be a non-empty subset of {list(SEGMENTS)}")
+    if not isinstance(reasoning, torch.Tensor) or reasoning.shape != (num_tokens,):
+        raise ValueError("selection.rule=segment needs reasoning=(N,) bool marking each token's part of its turn "
+                         "(trainers.tip.reasoning_mask)")
+    reasoning = reasoning.to(rollout_ids.device, torch.bool)
+    keep = torch.zeros(num_tokens, dtype=torch.bool, device=rollout_ids.device)
+    if "reasoning" in segments:
+        keep |= reasoning
+    if "action" in segments:
+        keep |= ~reasoning
+    return keep
+
+
+def reasoning_mask(input_ids: torch.Tensor, agent_mask: torch.Tensor, token_text: Callable[[int], str]) -> torch.Tensor:
+    """Marks the agent tokens in the reasoning part of their turn (a turn: a run of consecutive agent tokens).
+
+    A token is reasoning when it ends at or before the cut: the end of the turn's first `</think>`, or,
+    without one, the start of its last `\\boxed{`; a turn with neither has no reasoning. A token that
+    straddles the cut counts as action.
+
+    Shape:
+        input_ids, agent_mask (B, T) -> (B, T) bool, False outside agent tokens.
+
+    Args:
+        input_ids: Token ids.
+        agent_mask: True where the agent sampled the id.
+        token_text: The text of one token id (e.g. `lambda i: tokenizer.decode([i])`, memoised).
+
+    Example:
+        >>> texts = {1: "<think>", 2: "hm", 3: "</think>", 4: "\\\\boxed{2}", 5: "obs"}
+        >>> reasoning_mask(torch.tensor([[5, 1, 2, 3, 4, 5, 2, 4]]), torch.tensor([[0, 1, 1, 1, 1, 0, 1, 1]]),
+        ...                texts.get).int().tolist()
+        [[0, 1, 1, 1, 0, 0, 1, 0]]
+    """
+    ids, agent = input_ids.tolist(), agent_mask.bool().tolist()
+    marks = torch.zeros(input_ids.shape, dtype=torch.bool)
+    for row, (row_ids, row_agent) in enumerate(zip(ids, agent, strict=True)):
+        position = 0
+        while position < len(row_ids):
+            if not row_agent[position]:
+                position += 1
+                continue
+            start = position
+            while position < len(row_ids) and row_agent[position]:
+                position += 1
+            texts = [token_text(token) or "" for token in row_ids[start:position]]
+            text = "".join(texts)
+            end = text.find(REASONING_END)
+            cut = end + len(REASONING_END) if end >= 0 else max(text.rfind(ANSWER_START), 0)
+            offset = 0
+            for index, piece in enumerate(texts):
+                offset += len(piece)
+                marks[row, start + index] = offset <= cut and cut > 0
+    return marks.to(input_ids.device)
 
 
 def quadrant_shares(stats: Any, keep: torch.Tensor | None = None) -> dict[str, float]:

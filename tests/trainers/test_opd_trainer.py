@@ -237,7 +237,7 @@ def test_config_groups_compose_against_their_schemas():
         (lambda: DistillConfig(loss="kd"), "distill.loss='kd' is not allowed; allowed: none, opd, grpo\\+opd"),
         (lambda: DistillConfig(divergence="kl"), "allowed: reverse_kl, forward_kl, jsd"),
         (lambda: DistillConfig(beta=2.0), "distill.beta"),
-        (lambda: TeacherConfig(kind="oracle"), "allowed: model, self"),
+        (lambda: TeacherConfig(kind="critic"), "allowed: model, self, oracle"),
         (lambda: TeacherConfig(sync_every=0), "teacher.sync_every"),
         (lambda: SelectionConfig(pool="sequence"), "allowed: trial, batch"),
         (lambda: check_opd(DistillConfig(loss="opd"), TeacherConfig(), SelectionConfig()), "teacher.path"),
@@ -327,3 +327,64 @@ def test_self_teacher_is_resynced_every_sync_every_steps(tmp_path):
     assert all(torch.equal(teacher[name], snapshots[2][name]) for name in teacher)
     assert not all(torch.equal(teacher[name], snapshots[3][name]) for name in teacher)
     assert _logged(trainer, "distill/loss")[0] > 1e-4  # the teacher's own prompt makes it differ from the student
+
+
+# ------------------------------------------------------------------------ Paced and Distilling the Essence
+def _only(rows):
+    """A selector keeping the tokens of the given trials (by rollout id)."""
+    def keep(stats, rule, ratio, rollout_ids, **kwargs):
+        return torch.isin(rollout_ids, torch.tensor(rows))
+    return keep
+
+
+def test_paced_trial_weights_weight_each_trials_tokens(student, teacher, batch):
+    distill, selection = DistillConfig(loss="opd"), SelectionConfig()
+    counts = [int(count) for count in batch.agent_mask[:, 1:].sum(dim=1)]  # agent tokens per trial
+    means = [float(opd_loss(student, teacher, batch, batch, distill, selection, select=_only([row]))[0])
+             for row in range(len(counts))]
+    weights = torch.tensor([2.0, 0.0, 1.0])
+    loss, _ = opd_loss(student, teacher, batch, batch, distill, selection, trial_weights=weights)
+    # sum over tokens of w_trial * d / N = (2 S_0 + 0 S_1 + 1 S_2) / N, with S_t = mean_t * n_t
+    expected = (2 * means[0] * counts[0] + means[2] * counts[2]) / sum(counts)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_segment_budget_keeps_only_the_chosen_part(student, teacher, batch):
+    captured = {}
+
+    def spy(*args, **kwargs):
+        captured["keep"] = select(*args, **kwargs)
+        return captured["keep"]
+
+    reasoning = torch.zeros_like(batch.agent_mask)
+    first = batch.agent_mask.int().argmax(dim=1)  # each row's first agent token counts as reasoning
+    reasoning[torch.arange(reasoning.shape[0]), first] = True
+    opd_loss(student, teacher, batch, batch, DistillConfig(loss="opd"),
+             SelectionConfig(rule="segment", segments=["action"]), select=spy, reasoning=reasoning)
+    positions = _positions(batch)
+    kept = positions[captured["keep"]]
+    assert not reasoning[kept[:, 0], kept[:, 1]].any()
+    assert int(captured["keep"].sum()) == positions.shape[0] - reasoning.shape[0]
+    with pytest.raises(ValueError, match="reasoning mask"):
+        opd_loss(student, teacher, batch, batch, DistillConfig(loss="opd"), SelectionConfig(rule="segment"))
+
+
+def test_budget_settings_are_checked():
+    with pytest.raises(ValueError, match="non-empty subset"):
+        SelectionConfig(rule="segment", segments=["answer"])
+    with pytest.raises(ValueError, match="refines a budget"):
+        SelectionConfig(rule="soft_or", then="q3")
+    with pytest.raises(ValueError, match="selection.then"):
+        SelectionConfig(rule="prefix", then="prefix")
+    with pytest.raises(ValueError, match="distill.schedule"):
+        DistillConfig(schedule="rkl_then_fkl")
+
+
+def test_fkl_then_rkl_switches_phase_at_switch_step(tmp_path):
+    from trainers.opd import OPDTrainer
+
+    trainer, _ = _trainer(OPDTrainer, tmp_path, steps=3,
+                          distill=DistillConfig(loss="opd", schedule="fkl_then_rkl", switch_step=2),
+                          teacher_config=TeacherConfig(path=str(tiny_model_path("M"))), selection=SelectionConfig())
+    assert _logged(trainer, "distill/forward_kl_phase") == [1.0, 1.0, 0.0]
+    assert trainer.distill_at(1).divergence == "forward_kl" and trainer.distill_at(2).divergence == "reverse_kl"

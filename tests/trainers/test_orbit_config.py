@@ -19,7 +19,7 @@ from trainers.orbit_config import (
 )
 from trainers.tasks import TaskPool
 
-GROUPS = ("env", "model", "train", "distill", "teacher", "selection")
+GROUPS = ("env", "model", "train", "distill", "teacher", "selection", "optim")
 
 
 def _group_files():

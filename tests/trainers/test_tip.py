@@ -236,3 +236,45 @@ def test_bad_arguments_name_the_key_and_the_allowed_values(kwargs, message):
 def test_missing_statistic_is_named():
     with pytest.raises(ValueError, match="no 'forward_kl'"):
         select({"entropy": torch.ones(3)}, "q3", 0.5, _ids(3))
+
+
+# ------------------------------------------------------------- Distilling the Essence: prefix and segment budgets
+def test_prefix_keeps_the_first_floor_ratio_n_tokens_of_each_trial():
+    # Trials of 5 and 2 tokens at ratio 0.5: floor(2.5) = 2 and floor(1.0) = 1, the earliest ones.
+    rollout_ids = torch.tensor([0, 0, 0, 0, 0, 1, 1])
+    stats = _stats([9.0, 0.0, 0.0, 0.0, 0.0, 0.0, 9.0])  # statistics play no part
+    assert _kept(select(stats, "prefix", 0.5, rollout_ids)) == [0, 1, 5]
+    # Interleaved trials: position order within each trial, whatever the other trial does.
+    assert _kept(select(stats, "prefix", 0.5, torch.tensor([0, 1, 0, 1, 0, 1, 0]))) == [0, 1, 2]
+
+
+def test_segment_keeps_the_chosen_parts_of_each_turn():
+    reasoning = torch.tensor([True, True, False, False, True, False])
+    stats = _stats([0.0] * 6)
+    ids = _ids(6)
+    assert _kept(select(stats, "segment", 1.0, ids, segments=["action"], reasoning=reasoning)) == [2, 3, 5]
+    assert _kept(select(stats, "segment", 1.0, ids, segments=["reasoning"], reasoning=reasoning)) == [0, 1, 4]
+    assert _kept(select(stats, "segment", 1.0, ids, reasoning=reasoning)) == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="reasoning"):
+        select(stats, "segment", 1.0, ids)
+
+
+def test_a_budget_then_a_tip_rule_ranks_inside_the_budget_only():
+    # One trial of 6 tokens; prefix 4/6 -> floor(4) = tokens 0..3; then entropy_top 0.5 of those 4 -> the 2 with
+    # the highest entropy among 0..3 (tokens 1 and 3), although token 5 has the highest entropy overall.
+    stats = _stats([0.1, 0.8, 0.2, 0.7, 0.0, 0.9])
+    keep = select(stats, "prefix", 4 / 6, _ids(6), then="entropy_top", then_ratio=0.5)
+    assert _kept(keep) == [1, 3]
+    with pytest.raises(ValueError, match="refines a budget"):
+        select(stats, "soft_or", 0.5, _ids(6), then="entropy_top")
+
+
+def test_reasoning_mask_cuts_at_think_end_or_the_last_boxed():
+    from trainers.tip import reasoning_mask
+
+    texts = {1: "<think>a", 2: "b</think>", 3: "so \\boxed{1} or ", 4: "\\boxed{2}", 5: "<|end|>", 9: "obs"}
+    ids = torch.tensor([[9, 1, 2, 4, 5, 9, 3, 4, 5, 9, 4, 5]])
+    agent = torch.tensor([[0, 1, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1]])
+    # turn 1: reasoning through "</think>"; turn 2: before the LAST \boxed{ (token 3 ends before it); turn 3: no
+    # reasoning (its only \boxed{ starts the turn).
+    assert reasoning_mask(ids, agent, texts.get).int().tolist() == [[0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0]]
