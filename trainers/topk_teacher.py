@@ -35,9 +35,9 @@ from torch.utils.checkpoint import checkpoint
 
 import kernels
 from kernels.opd_reference import resolve_divergence
-from trainers.opd import TokenBatch, gather_agent_rows
 
-__all__ = ["TeacherTopK", "hf_teacher_topk", "server_teacher_topk", "bucketed_divergences", "topk_opd_loss"]
+__all__ = ["TeacherTopK", "hf_teacher_topk", "server_teacher_topk", "bucketed_divergences", "topk_opd_loss",
+           "make_teacher_topk"]
 
 # Agent rows per chunk of the student's (rows, V) log-probs (recomputed in backward, never all stored).
 _CHUNK_ROWS = 256
@@ -45,11 +45,21 @@ _CHUNK_ROWS = 256
 TeacherTopK = tuple[torch.Tensor, torch.Tensor]  # (log-probs (N, k) with -inf padding, ids (N, k))
 
 
+def _agent_rows(hidden: torch.Tensor, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows `trainers.opd.gather_agent_rows` takes (state t predicts agent id t + 1) and their trial ids.
+
+    Shape:
+        hidden (B, T, H) -> rows (N, H), rollout_ids (N,).
+    """
+    targets = batch.agent_mask[:, 1:]  # (B, T-1)
+    return hidden[:, :-1][targets], batch.rollout_ids[:, None].expand_as(targets)[targets]
+
+
 @torch.no_grad()
-def hf_teacher_topk(teacher: torch.nn.Module, batch: TokenBatch, k: int, temperature: float) -> TeacherTopK:
+def hf_teacher_topk(teacher: torch.nn.Module, batch: Any, k: int, temperature: float) -> TeacherTopK:
     """A local teacher's top-k log-probs (at `temperature`) at every agent row of `batch`, in row order."""
     hidden, head = kernels.final_hidden_and_head(teacher, batch.input_ids, attention_mask=batch.attention_mask)
-    rows, _, _ = gather_agent_rows(hidden, batch)  # (N, H_t)
+    rows, _ = _agent_rows(hidden, batch)  # (N, H_t)
     values, ids = [], []
     for start in range(0, rows.shape[0], _CHUNK_ROWS):
         log_q = torch.log_softmax((rows[start:start + _CHUNK_ROWS].float() @ head.float().T) / temperature, -1)
@@ -62,7 +72,7 @@ def hf_teacher_topk(teacher: torch.nn.Module, batch: TokenBatch, k: int, tempera
     return torch.cat(values), torch.cat(ids)
 
 
-def server_teacher_topk(client: Any, batch: TokenBatch, k: int, temperature: float) -> TeacherTopK:
+def server_teacher_topk(client: Any, batch: Any, k: int, temperature: float) -> TeacherTopK:
     """A `trl vllm-serve` teacher's top-k prompt log-probs at every agent row of `batch`, in row order.
 
     Each row is sent unpadded; the server scores it in one forward (`max_tokens=1`) and returns the
@@ -150,44 +160,73 @@ def _chunk_loss(rows, head, values, ids, temperature, divergence, beta):
 
 def topk_opd_loss(
     student: torch.nn.Module,
-    student_batch: TokenBatch,
+    student_batch: Any,
     teacher_topk: TeacherTopK,
     distill: Any,
     selection: Any,
     generator: torch.Generator | None,
     select: Callable[..., torch.Tensor],
+    trial_weights: torch.Tensor | None = None,
+    reasoning: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """`trainers.opd.opd_loss` against a top-k teacher: the mean bucketed divergence over the kept agent rows.
+    """`trainers.opd.opd_loss` against a top-k teacher: the (weighted) mean bucketed divergence over the
+    kept agent rows, with the same selection, trial weights and metric keys.
 
-    Returns:
-        (loss, metrics) with the metric keys of `opd_loss`.
+    Args:
+        student_batch: a `trainers.opd.TokenBatch` of the student's rows.
+        teacher_topk: the teacher's top-k at each agent row, in row order (`hf_teacher_topk`, `server_teacher_topk`).
+        distill, selection, generator, select, trial_weights, reasoning: as `trainers.opd.opd_loss`.
+
+    Raises:
+        ValueError: when the teacher scored another number of agent tokens than the student holds.
     """
     from trainers import tip
 
     hidden, head = kernels.final_hidden_and_head(student, student_batch.input_ids,
                                                  attention_mask=student_batch.attention_mask)
-    rows, tokens, rollout_ids = gather_agent_rows(hidden, student_batch)  # (N, H), (N,), (N,)
+    rows, rollout_ids = _agent_rows(hidden, student_batch)  # (N, H), (N,)
     values, ids = (tensor.to(rows.device) for tensor in teacher_topk)
     if values.shape[0] != rows.shape[0]:
         raise ValueError(f"the teacher scored {values.shape[0]} agent tokens but the student has {rows.shape[0]}")
-    losses, entropies, reverse, forward = [], [], [], []
+    parts: list[tuple[torch.Tensor, ...]] = []
     for start in range(0, rows.shape[0], _CHUNK_ROWS):
         part = slice(start, start + _CHUNK_ROWS)
-        outputs = checkpoint(_chunk_loss, rows[part], head, values[part], ids[part], distill.temperature,
-                             distill.divergence, distill.beta, use_reentrant=False)
-        for store, value in zip((losses, entropies, reverse, forward), outputs, strict=True):
-            store.append(value)
-    if not losses:
+        parts.append(checkpoint(_chunk_loss, rows[part], head, values[part], ids[part], distill.temperature,
+                                distill.divergence, distill.beta, use_reentrant=False))
+    if not parts:
         return (hidden.sum() + head.sum()) * 0.0, {"distill/loss": 0.0, "distill/nonfinite_tokens": 0.0}
-    per_row = torch.cat(losses)  # (N,)
-    stats = kernels.TokenStats(torch.cat(entropies).detach(), None, torch.cat(reverse).detach(),
-                               torch.cat(forward).detach())
+    per_row, entropy, reverse, forward = (torch.cat(field) for field in zip(*parts, strict=True))  # (N,) each
+    stats = kernels.TokenStats(entropy.detach(), None, reverse.detach(), forward.detach())
+    extra = {}
+    if selection.rule in tip.BUDGET_RULES:  # as in opd_loss
+        extra = {"segments": selection.segments, "then": selection.then, "then_ratio": selection.then_ratio}
+        if selection.rule == "segment":
+            if reasoning is None:
+                raise ValueError("selection.rule=segment needs the reasoning mask of the batch (trainers.tip.reasoning_mask)")
+            extra["reasoning"] = reasoning.to(student_batch.agent_mask.device)[:, 1:][student_batch.agent_mask[:, 1:]]
     keep = select(stats, selection.rule, selection.ratio, rollout_ids, generator=generator, pool=selection.pool,
-                  entropy_clip_quantile=selection.entropy_clip_quantile)
+                  entropy_clip_quantile=selection.entropy_clip_quantile, **extra)
     finite = torch.isfinite(per_row.detach())
     kept = torch.nonzero(keep & finite).squeeze(1)  # (K,)
-    loss = per_row[kept].mean() if kept.numel() else (rows.sum() + head.sum()) * 0.0
+    if kept.numel() == 0:
+        loss = (rows.sum() + head.sum()) * 0.0
+    else:
+        weights = 1.0 if trial_weights is None else trial_weights.to(rows.device)[rollout_ids[kept]].float()
+        loss = (weights * per_row[kept]).sum() / kept.numel()
     metrics = {f"selection/{key}": value for key, value in tip.selection_metrics(stats, keep).items()}
     metrics["distill/loss"] = float(loss.detach())
     metrics["distill/nonfinite_tokens"] = float((keep & ~finite).sum())
     return loss, metrics
+
+
+def make_teacher_topk(config: Any, teacher: torch.nn.Module | None) -> Callable[[Any, float], TeacherTopK] | None:
+    """`(teacher batch, temperature) -> TeacherTopK` for `teacher.backend`/`teacher.top_k` (a `TeacherConfig`),
+    or None when the exact full-vocabulary path applies (`backend=hf` without `top_k`)."""
+    if config.backend == "hf":
+        if config.top_k is None:
+            return None
+        return lambda batch, temperature: hf_teacher_topk(teacher, batch, config.top_k, temperature)
+    from trl.generation.vllm_client import VLLMClient
+
+    client = VLLMClient(host=config.host, server_port=config.port, connection_timeout=config.server_timeout)
+    return lambda batch, temperature: server_teacher_topk(client, batch, config.top_k, temperature)
