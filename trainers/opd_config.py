@@ -173,6 +173,9 @@ class TeacherConfig:
                 raise ValueError(f"teacher.backend=vllm_server serves a `model` teacher, got teacher.kind={self.kind}; "
                                  "use teacher.backend=hf for self and oracle teachers")
             self.top_k = 100 if self.top_k is None else self.top_k
+        if self.top_k is not None and self.kind == "oracle":
+            raise ValueError("teacher.top_k summarises a network teacher; an oracle's action distribution is used "
+                             "whole: drop teacher.top_k")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"teacher.top_k={self.top_k!r} must be >= 1 (or null for the full vocabulary with hf)")
         if self.kind != "oracle" and (self.agent is not None or self.outside != "none" or self.oracle_temperature != 1.0):
