@@ -1,6 +1,6 @@
 """Evaluation throughput (trials/s) of `leaderboard.evaluate` per executor, and Ray's start-up cost.
 
-    python -m benchmarks.ray_eval                              # ucb on the bandit suite, 20 trials per env
+    python -m benchmarks.ray_eval                              # ucb on the bandit suite, 100 trials per env (~80 s)
     python -m benchmarks.ray_eval --agent planner --suite planning --trials 10 --repeats 3
 
 Side by side in one run, on the same jobs: `serial`, `process` with 2 workers, and `ray` with 1 and 2
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="leaderboard.evaluate trials/s per executor, and Ray start-up")
     parser.add_argument("--agent", default="ucb", help="an agent config (configs/agent/)")
     parser.add_argument("--suite", default="bandits", help="a suite config (configs/suite/)")
-    parser.add_argument("--trials", type=int, default=20, help="trials per env of the suite")
+    parser.add_argument("--trials", type=int, default=100, help="trials per env of the suite")
     parser.add_argument("--repeats", type=int, default=1, help="evaluations per executor (the median is kept)")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray instance")
     args = parser.parse_args(argv)
