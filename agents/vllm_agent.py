@@ -35,11 +35,13 @@ def _import_vllm():
 
 
 class VLLMBackend:
-    """`GenerationBackend` over an offline `vllm.LLM`: full contexts per turn, prefix caching does the reuse."""
+    """`GenerationBackend` over an offline `vllm.LLM`: full contexts per turn, prefix caching does the reuse.
+
+    Subclasses that reach vLLM another way (a server) override `_sample` only.
+    """
 
     def __init__(self, llm: Any):
         self.llm = llm
-        self._sampling_params = _import_vllm().SamplingParams
         self.reset(0)
 
     def reset(self, seed: int) -> None:
@@ -57,8 +59,23 @@ class VLLMBackend:
         self._contexts = {row: self._contexts.get(row, []) for row in rows}  # finished rows drop out
         for row, ids in zip(rows, inputs, strict=True):
             self._contexts[row].extend(int(i) for i in ids)
+        # One seed per request, drawn in row order: rows with the same context (a GRPO group) still differ.
+        seeds = [int(self._rng.integers(2**31)) for _ in rows]
+        sampled = self._sample([list(self._contexts[row]) for row in rows], seeds, settings)
+        stops = set(settings.stop_ids)
+        generations = []
+        for row, (ids, logprobs) in zip(rows, sampled, strict=True):
+            self._contexts[row].extend(ids)
+            generations.append(Generation(ids, logprobs, stopped=bool(ids) and ids[-1] in stops))
+        return generations
+
+    def _sample(
+        self, contexts: list[list[int]], seeds: list[int], settings: SamplingSettings
+    ) -> list[tuple[list[int], list[float]]]:
+        """One turn per context: (sampled ids, their log-probs), in order."""
+        sampling_params = _import_vllm().SamplingParams
         params = [
-            self._sampling_params(
+            sampling_params(
                 n=1,
                 temperature=0.0 if settings.greedy else settings.temperature,
                 top_p=settings.top_p,
@@ -66,24 +83,22 @@ class VLLMBackend:
                 max_tokens=settings.max_new_tokens,
                 stop_token_ids=list(settings.stop_ids),
                 logprobs=1,  # the sampled id's log-prob is always included
-                seed=int(self._rng.integers(2**31)),
+                seed=seed,
                 detokenize=False,
                 skip_special_tokens=False,
             )
-            for _ in rows
+            for seed in seeds
         ]
-        prompts = [{"prompt_token_ids": list(self._contexts[row])} for row in rows]
+        prompts = [{"prompt_token_ids": context} for context in contexts]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        stops = set(settings.stop_ids)
-        generations = []
-        for row, output in zip(rows, outputs, strict=True):
+        sampled = []
+        for output in outputs:
             completion = output.outputs[0]
             ids = [int(i) for i in completion.token_ids]
             # One {id: Logprob} dict per sampled position; the sampled id is always a key.
             logprobs = [float(position[token].logprob) for token, position in zip(ids, completion.logprobs, strict=True)]
-            self._contexts[row].extend(ids)
-            generations.append(Generation(ids, logprobs, stopped=bool(ids) and ids[-1] in stops))
-        return generations
+            sampled.append((ids, logprobs))
+        return sampled
 
 
 class VLLMAgent(TokenAgent):

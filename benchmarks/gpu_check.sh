@@ -10,10 +10,12 @@
 # 3. benchmarks/opd_loss.py at its GPU defaults, N = 32768 first (the size the targets are set at), all
 #    methods including the single-pass paths, plus the float64 accuracy table and a shape change;
 # 4. the trainer tests on CUDA (bf16 policy, TRL on the GPU, OPD with the Triton kernels);
-# 5. optionally (TIP_STEPS=<n>) benchmarks/tip_repro.py --scale gpu with n steps and seed 0.
+# 5. optionally (TIP_STEPS=<n>) benchmarks/tip_repro.py --scale gpu with n steps and seed 0;
+# 6. where vllm imports: the vLLM agent and the generation-backend contract (colocated engine), then the same
+#    contract against a `trl vllm-serve` of the tiny model started on this GPU (VLLM_SERVER=0 skips it).
 # Stages 1-3 (the kernels) fit in 8 minutes; KERNELS_ONLY=1 stops after them. Each stage has its own time
-# limit (seconds: GEMM_S, KERNEL_S, BENCH_S, TRAINER_S, TIP_S), so a slow stage cannot starve the next, and
-# every stage's output lands in LOG_DIR as it runs.
+# limit (seconds: GEMM_S, KERNEL_S, BENCH_S, TRAINER_S, TIP_S, VLLM_S), so a slow stage cannot starve the
+# next, and every stage's output lands in LOG_DIR as it runs.
 #
 # On a machine without network access, WHEEL_DIR=<folder of wheels> installs them into a private
 # site folder first (the image's torch and Triton stay as they are).
@@ -73,5 +75,27 @@ if [ -n "${TIP_STEPS:-}" ]; then
     TAIL_LINES=20 stage tip_repro "${TIP_S:-300}" "$PYTHON" -m benchmarks.tip_repro --scale gpu --seeds 0 \
         --steps "$TIP_STEPS" --output-dir /tmp/tip_repro
     cp benchmarks/results/tip_repro.csv benchmarks/results/tip_repro_gpu.png "$LOG_DIR"/ 2>/dev/null
+fi
+if "$PYTHON" -c "import vllm" >/dev/null 2>&1; then
+    stage vllm_colocate "${VLLM_S:-300}" "$PYTHON" -m pytest -q -x -rs -p no:cacheprovider --durations=5 \
+        tests/agents/test_vllm_agent.py tests/trainers/test_generation_contract.py
+    if [ "${VLLM_SERVER:-1}" != 0 ]; then
+        TINY=$("$PYTHON" -c "from agents import tiny_model_path; print(tiny_model_path())")
+        PORT=${VLLM_PORT:-8123}
+        "$PYTHON" -m trl.cli.main vllm-serve --model "$TINY" --port "$PORT" --gpu_memory_utilization 0.15 \
+            --max_model_len 2048 >"$LOG_DIR/vllm_server.log" 2>&1 &
+        SERVER_PID=$!
+        for _ in $(seq 120); do  # the server loads and compiles for up to two minutes
+            "$PYTHON" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/health', timeout=2)" \
+                >/dev/null 2>&1 && break
+            sleep 1
+        done
+        ICL_ARENA_VLLM_SERVER=127.0.0.1:$PORT stage vllm_server "${VLLM_S:-300}" "$PYTHON" -m pytest -q -x -rs \
+            -p no:cacheprovider tests/trainers/test_generation_contract.py -k vllm_server
+        kill "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+    fi
+else
+    echo "=== vllm: not importable here, its stages are skipped (pip install '.[vllm]' on a CUDA machine)"
 fi
 echo "=== done"

@@ -39,7 +39,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import kernels
 from agents.context import DEFAULT_SYSTEM_PROMPT
-from trainers import paced, tip
+from trainers import paced, tip, topk_teacher
 from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig, check_opd
 from trainers.orbit_trainer import OrbitTrainer
 
@@ -526,7 +526,10 @@ class OPDTrainer(OrbitTrainer):
         self.selection = selection if selection is not None else config.selection
         check_opd(self.distill, self.teacher_config, self.selection)
         super().__init__(model, tokenizer, pool, config, output_dir=output_dir, **kwargs)
-        self.teacher = teacher if teacher is not None else load_teacher(self.teacher_config, model, tokenizer)
+        if teacher is None and self.teacher_config.backend == "hf":
+            teacher = load_teacher(self.teacher_config, model, tokenizer)
+        self.teacher = teacher  # None for a `vllm_server` teacher: it lives behind `teacher_topk`
+        self.teacher_topk = topk_teacher.make_teacher_topk(self.teacher_config, teacher)
         self.select = select
         self._pad_id = tokenizer.pad_token_id
         self._prefixes = None
@@ -594,9 +597,15 @@ class OPDTrainer(OrbitTrainer):
         distill = self.distill_at(step)
         reasoning = (tip.reasoning_mask(batch.input_ids, batch.agent_mask, self._token_text)
                      if self.selection.rule == "segment" else None)
-        loss, metrics = opd_loss(student, self.teacher, batch, teacher_batch, distill, self.selection,
-                                 generator=selection_generator(self.args.seed, step, micro_batch), select=self.select,
-                                 trial_weights=inputs.get("pace_weights"), reasoning=reasoning)
+        generator = selection_generator(self.args.seed, step, micro_batch)
+        if self.teacher_topk is not None:  # teacher.top_k / teacher.backend=vllm_server: bucketed divergence
+            loss, metrics = topk_teacher.topk_opd_loss(
+                student, batch, self.teacher_topk(teacher_batch, distill.temperature), distill, self.selection,
+                generator, self.select, trial_weights=inputs.get("pace_weights"), reasoning=reasoning)
+        else:
+            loss, metrics = opd_loss(student, self.teacher, batch, teacher_batch, distill, self.selection,
+                                     generator=generator, select=self.select,
+                                     trial_weights=inputs.get("pace_weights"), reasoning=reasoning)
         metrics["distill/forward_kl_phase"] = float(distill.divergence == "forward_kl")
         metrics["peak_memory_gib"] = process_peak_memory_gib(batch.input_ids.device)
         self.record_metrics(metrics)

@@ -27,6 +27,7 @@ __all__ = [
     "SEGMENTS",
     "SELECTION_POOLS",
     "SELECTION_RULES",
+    "TEACHER_BACKENDS",
     "TEACHER_KINDS",
     "TEACHER_OUTSIDE",
     "DistillConfig",
@@ -55,6 +56,8 @@ SELECTION_RULES = ("all", "random", "entropy_top", "entropy_sample", "soft_or", 
 BUDGET_RULES = ("prefix", "segment")
 #: The parts of a turn `selection=segment` can keep: before `</think>` (or the last `\boxed{`), and after.
 SEGMENTS = ("reasoning", "action")
+#: Where a `model` teacher runs: in the trainer (`hf`) or behind a vLLM server (`vllm_server`, top-k log-probs).
+TEACHER_BACKENDS = ("hf", "vllm_server")
 #: `trial`: rank within each trial; `batch`: rank over the pooled batch.
 SELECTION_POOLS = ("trial", "batch")
 
@@ -136,6 +139,19 @@ class TeacherConfig:
     #: Mass an `oracle` teacher spreads uniformly over the vocabulary, q' = (1 - e) q + e / V, so that
     #: reverse KL stays finite where the student puts mass off the oracle's few tokens.
     smoothing: float = 1e-4
+    # --- where a `model` teacher runs (trainers.topk_teacher)
+    #: `hf` (a local checkpoint at `path`) or `vllm_server` (a `trl vllm-serve` / `vllm serve` of the teacher
+    #: at `host:port`, scored through its prompt log-probs).
+    backend: str = "hf"
+    #: Teacher ids kept per position; the rest is one tail bucket (`trainers.topk_teacher`). Null: the
+    #: full vocabulary with `hf`, 100 with `vllm_server`.
+    top_k: Optional[int] = None
+    #: Host of the `vllm_server` teacher.
+    host: str = "127.0.0.1"
+    #: HTTP port of the `vllm_server` teacher.
+    port: int = 8001
+    #: Seconds to wait for the teacher server to come up.
+    server_timeout: float = 240.0
 
     def __post_init__(self) -> None:
         _choice("teacher.kind", self.kind, TEACHER_KINDS)
@@ -151,6 +167,17 @@ class TeacherConfig:
         if self.privileged and self.kind != "self":
             raise ValueError(f"teacher.privileged=true needs teacher=self (got teacher.kind={self.kind}): the "
                              "student's own weights read the hidden task in their prompt")
+        _choice("teacher.backend", self.backend, TEACHER_BACKENDS)
+        if self.backend == "vllm_server":
+            if self.kind != "model":
+                raise ValueError(f"teacher.backend=vllm_server serves a `model` teacher, got teacher.kind={self.kind}; "
+                                 "use teacher.backend=hf for self and oracle teachers")
+            self.top_k = 100 if self.top_k is None else self.top_k
+        if self.top_k is not None and self.kind == "oracle":
+            raise ValueError("teacher.top_k summarises a network teacher; an oracle's action distribution is used "
+                             "whole: drop teacher.top_k")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"teacher.top_k={self.top_k!r} must be >= 1 (or null for the full vocabulary with hf)")
         if self.kind != "oracle" and (self.agent is not None or self.outside != "none" or self.oracle_temperature != 1.0):
             raise ValueError(f"teacher.agent, teacher.outside and teacher.oracle_temperature belong to teacher=oracle (got teacher.kind="
                              f"{self.kind}); drop them or use teacher=oracle")
@@ -211,7 +238,7 @@ def check_opd(distill: DistillConfig, teacher: TeacherConfig, selection: Selecti
             raise ValueError(f"selection.rule={selection.rule} chooses distillation tokens, but distill.loss=none; "
                              "add distill=opd (and a teacher), or drop the selection override")
         return
-    if teacher.kind == "model" and not teacher.path:
+    if teacher.kind == "model" and not teacher.path and teacher.backend == "hf":
         raise ValueError(f"distill.loss={distill.loss} needs a teacher: set teacher.path=<checkpoint dir>, or use "
                          "teacher=self teacher.system_prompt=\"...\" to distill the student into itself")
     if teacher.kind == "self" and teacher.system_prompt is None and not teacher.privileged:

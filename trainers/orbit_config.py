@@ -175,6 +175,45 @@ class RayEnvConfig:
             raise ValueError(f"train.ray.cpus_per_actor={self.cpus_per_actor!r} must be > 0")
 
 
+# ----------------------------------------------------------------- scale-out: vLLM generation
+GENERATION_BACKENDS = ("hf", "vllm", "vllm_server")
+# TRL 1.16's `GRPOConfig.vllm_importance_sampling_mode`.
+IMPORTANCE_SAMPLING_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
+
+
+@dataclass
+class VLLMTrainConfig:
+    """`train.generation=vllm|vllm_server`: the engine that samples rollouts (`trainers.vllm_generation`)."""
+
+    #: Fraction of the GPU vLLM's colocated engine may take (weights + KV cache); the rest trains.
+    gpu_memory_utilization: float = 0.3
+    #: Colocated engine sleeps (drops weights and KV cache) while the policy trains, wakes to generate.
+    enable_sleep_mode: bool = True
+    #: Longest context vLLM serves (null: the model's); cap it to shrink the KV cache.
+    max_model_length: Optional[int] = None
+    #: `trl vllm-serve` host of `train.generation=vllm_server`.
+    host: str = "127.0.0.1"
+    #: `trl vllm-serve` HTTP port.
+    port: int = 8000
+    #: Port of the NCCL group that streams the weights to the server after every optimizer step.
+    group_port: int = 51216
+    #: Seconds to wait for the server to come up.
+    server_timeout: float = 240.0
+    #: Correct the engine-vs-trainer log-prob mismatch with TRL's truncated/masked importance sampling.
+    importance_sampling_correction: bool = True
+    #: TRL's correction mode (per token or per sequence, truncating or masking the ratio).
+    importance_sampling_mode: str = "sequence_mask"
+
+    def check(self) -> None:
+        """Reject bad values, naming the key."""
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"train.vllm.gpu_memory_utilization={self.gpu_memory_utilization!r} must be in (0, 1]")
+        _at_least("train.vllm.max_model_length", self.max_model_length, 2, optional=True)
+        _at_least("train.vllm.port", self.port, 1)
+        _at_least("train.vllm.group_port", self.group_port, 1)
+        _allowed("train.vllm.importance_sampling_mode", self.importance_sampling_mode, IMPORTANCE_SAMPLING_MODES)
+
+
 @dataclass
 class AceConfig:
     """ACE's confidence-aware penalty of negative advantages (`trainers.ace`, arXiv 2602.21420)."""
@@ -274,7 +313,12 @@ class TrainConfig:
     credit_gamma: float = 0.0
     #: Per-episode baseline: `group` (the group's mean G_e) or `oracle` (the oracle's discounted per-episode reward).
     credit_baseline: str = "group"
-    # --- scale-out (trainers.ray_envs)
+    # --- scale-out (trainers.vllm_generation, trainers.ray_envs)
+    #: Rollout generation: `hf` (the trainer's own decoding loop), `vllm` (a colocated vLLM engine) or
+    #: `vllm_server` (a `trl vllm-serve` server); weights go to vLLM after every optimizer step.
+    generation: str = "hf"
+    #: The vLLM engine of `train.generation=vllm|vllm_server`.
+    vllm: VLLMTrainConfig = field(default_factory=VLLMTrainConfig)
     #: Where rollout envs step: `local` (in the trainer process) or `ray` (on Ray actors, see `train.ray`).
     env_executor: str = "local"
     #: The Ray cluster of `train.env_executor=ray`.
@@ -300,6 +344,8 @@ class TrainConfig:
         for key in ("sft_lr", "lr", "max_grad_norm", "adam_epsilon", "temperature"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"train.{key}={getattr(self, key)!r} must be > 0")
+        _allowed("train.generation", self.generation, GENERATION_BACKENDS)
+        self.vllm.check()
         _allowed("train.env_executor", self.env_executor, ENV_EXECUTORS)
         self.ray.check()
         batch = self.tasks_per_step * self.num_generations

@@ -24,6 +24,7 @@ from trainers.rewards import reward_function
 from trainers.rollout import OrbitRollout
 from trainers.tasks import TaskPool
 from trainers.turns import annotator_for
+from trainers.vllm_generation import make_vllm_agent, vllm_grpo_kwargs
 
 __all__ = ["OrbitTrainer", "grpo_args", "task_dataset", "make_hf_agent", "load_policy"]
 
@@ -70,6 +71,7 @@ def grpo_args(config: OrbitConfig, output_dir: Path) -> GRPOConfig:
         bf16=cuda and torch.cuda.is_bf16_supported(),
         dataloader_num_workers=0,
         log_completions=False,
+        **vllm_grpo_kwargs(train),  # train.generation=vllm|vllm_server: TRL builds and syncs the engine
     )
 
 
@@ -140,6 +142,8 @@ class OrbitTrainer(GRPOTrainer):
             callbacks=list(callbacks or []),
         )
         rollout.on_metrics = self.record_metrics
+        if config.train.generation != "hf" and make_agent is None:  # sample with TRL's vLLM engine (built above)
+            rollout.make_agent = lambda policy: make_vllm_agent(self, tokenizer, config)
         self.remove_callback(PrinterCallback)  # logs go through MetricsLogger, not print()
         self.ace_reference = None
         if config.train.ace.alpha > 0:  # ACE needs pi_ref even when TRL builds none (beta = 0)

@@ -110,3 +110,27 @@ def test_local_executor_needs_no_ray_and_bad_keys_are_named():
     assert make_env_factory(OrbitConfig(env=SHORT)) is None
     with pytest.raises(ValueError, match=r"train.env_executor='dask' is not allowed; allowed values: \['local', 'ray'\]"):
         TrainConfig(env_executor="dask")
+
+
+def _token_reward(prompts, completions, completion_ids, **kwargs):
+    return [float(sum(ids) % 7) for ids in completion_ids]  # varies within a group, so advantages are not all 0
+
+
+def test_orbit_trainer_steps_with_envs_on_ray_actors(tmp_path):
+    from trainers.orbit import load_config, load_policy
+    from trainers.orbit_trainer import OrbitTrainer
+
+    config = load_config(["train.max_steps=1", "train.tasks_per_step=2", "train.num_generations=2", "env.episodes=1",
+                          "train.eval_every=1000", "train.save_every=1000", f"output_dir={tmp_path}",
+                          "train.env_executor=ray", "train.ray.env_actors=2", "train.ray.cpus_per_actor=0.5"])
+    model, tokenizer = load_policy(config)
+    trainer = OrbitTrainer(model, tokenizer, TaskPool.from_config(config.env), config, output_dir=tmp_path,
+                           reward_funcs=[_token_reward])
+    pool = trainer.rollout_func.make_env.pool
+    try:
+        trainer.train()
+        environments = [env for built in trainer.rollout_func._envs.values() for env in built]
+        assert environments and all(isinstance(env, RemoteEnv) for env in environments)
+        assert any("loss" in entry for entry in trainer.state.log_history)
+    finally:
+        pool.close()
