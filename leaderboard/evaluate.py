@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import agents
-import envs  # noqa: F401  (registers the icl/ ids in this process and in every spawned worker)
+import envs  # registers the icl/ ids (and installed plugins') in this process and in every spawned worker
 from leaderboard.evaluate_config import (
     AgentConfig,
     BaselineAgentConfig,
@@ -65,6 +65,8 @@ class TrialJob:
     episodes: int
     env_kwargs: tuple[tuple[str, Any], ...]
     seed: int
+    #: Modules that register the env (`imports=`, `module:` id prefixes), imported again by a pool worker.
+    imports: tuple[str, ...] = ()
 
     @property
     def key(self) -> RowKey:
@@ -151,6 +153,7 @@ def run_trial(job: TrialJob) -> dict:
         RuntimeError: naming the agent, env and seed when the trial fails.
     """
     start = time.perf_counter()
+    envs.import_modules(job.imports)
     try:
         env = _make_env(job)
         record = agents.play_trial(env, build_agent(job.agent, job.env_id), seed=job.seed)
@@ -208,6 +211,7 @@ def _batches(jobs: list[TrialJob], size: int) -> list[list[TrialJob]]:
 def plan_jobs(config: EvaluateConfig, runs: list[SuiteRun]) -> list[tuple[SuiteRun, list[TrialJob], dict[str, str]]]:
     """Every (suite, its jobs in run order, env ids skipped with the reason) for the config's agent."""
     digest = agent_hash(config.agent)
+    imports = envs.imported_modules()
     plans = []
     for run in runs:
         jobs, skipped = [], {}
@@ -217,7 +221,8 @@ def plan_jobs(config: EvaluateConfig, runs: list[SuiteRun]) -> list[tuple[SuiteR
                 skipped[env.env_id] = reason
                 continue
             jobs += [
-                TrialJob(config.agent, digest, run.name, env.env_id, env.episodes, env.kwargs, seed) for seed in run.seeds
+                TrialJob(config.agent, digest, run.name, env.env_id, env.episodes, env.kwargs, seed, imports)
+                for seed in run.seeds
             ]
         plans.append((run, jobs, skipped))
     return plans
@@ -287,6 +292,7 @@ def evaluate(config: EvaluateConfig) -> Path:
     Raises:
         ValueError: when the agent runs on no env of the suite, or on an unregistered env id.
     """
+    envs.import_modules(config.imports)
     runs = resolve_suite(config.suite, config.trials)
     plans = plan_jobs(config, runs)
     if not any(jobs for _, jobs, _ in plans):

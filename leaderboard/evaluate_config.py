@@ -295,6 +295,8 @@ class EvaluateConfig:
     chunk_size: Optional[int] = None
     #: Show a progress bar per suite.
     progress: bool = True
+    #: Modules to import first, for envs that register on import (`imports=[my_pkg.envs]`).
+    imports: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_positive("evaluate", "trials", self.trials, allow_none=True)

@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 from transformers import TrainerCallback
 from transformers.utils import logging as transformers_logging
 
+import envs
 from trainers import checkpointing
 from trainers.evaluation import episode_table, evaluate_model, summarize
 from trainers.metrics import MetricsLogger, namespaced
@@ -125,6 +126,7 @@ def train(config: OrbitConfig) -> Path:
     warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6.*", category=FutureWarning)
     torch.set_num_threads(config.train.cpu_threads)
     torch.manual_seed(config.train.seed)
+    envs.import_modules(config.imports)
     output_dir = Path(config.output_dir)
     checkpoint = _prepare_output_dir(config, output_dir)
     imitation = checkpointing.imitation_directory(output_dir) if config.resume else None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig, check_opd, register_opd_configs
 from trainers.optim_config import OptimConfig, register_optim_configs
@@ -270,6 +270,8 @@ class OrbitConfig:
     output_dir: str = "outputs/orbit"
     #: Continue from the last checkpoint in `output_dir` (its config must match this one).
     resume: bool = False
+    #: Modules to import first, for envs that register on import (`imports=[my_pkg.envs]`).
+    imports: List[str] = field(default_factory=list)
     #: On-policy distillation loss (`distill=opd`); `none` trains with GRPO alone.
     distill: DistillConfig = field(default_factory=DistillConfig)
     #: The teacher that scores the student's tokens when distilling (`teacher=model|self`).
