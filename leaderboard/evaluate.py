@@ -27,11 +27,12 @@ from typing import Any
 
 import gymnasium as gym
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 import agents
 import envs  # registers the icl/ ids (and installed plugins') in this process and in every spawned worker
+from configs import cli
 from leaderboard.evaluate_config import (
     AgentConfig,
     BaselineAgentConfig,
@@ -290,14 +291,23 @@ def evaluate(config: EvaluateConfig) -> Path:
         The path of the results file.
 
     Raises:
-        ValueError: when the agent runs on no env of the suite, or on an unregistered env id.
+        configs.cli.ConfigError: (a ValueError) when the agent runs on no env of the suite, or on an unregistered env id.
     """
-    envs.import_modules(config.imports)
-    runs = resolve_suite(config.suite, config.trials)
+    try:  # a module that does not import or an id nobody registered: refused before any trial runs
+        envs.import_modules(config.imports)
+        runs = resolve_suite(config.suite, config.trials)
+    except ValueError as error:
+        raise cli.ConfigError(str(error)) from None
     plans = plan_jobs(config, runs)
     if not any(jobs for _, jobs, _ in plans):
         reasons = {env_id: reason for _, _, skipped in plans for env_id, reason in skipped.items()}
-        raise ValueError(f"agent {config.agent.name} runs on no env of suite {config.suite.name}: {reasons}")
+        raise cli.ConfigError(f"agent {config.agent.name} runs on no env of suite {config.suite.name}: {reasons}")
+    if isinstance(config.agent, BaselineAgentConfig):  # a bad agent.kwargs fails here, not in every worker
+        for env_id in dict.fromkeys(job.env_id for _, jobs, _ in plans for job in jobs):
+            try:
+                build_agent(config.agent, env_id)
+            except (TypeError, ValueError) as error:
+                raise cli.ConfigError(f"agent {config.agent.name} cannot be built for {env_id}: {error}") from None
     output_dir = Path(config.output_dir)
     # Model agents hold their weights in this process and batch trials themselves: no pool for them.
     if isinstance(config.agent, BaselineAgentConfig):
@@ -328,23 +338,34 @@ def _print_summary(output_dir: Path, suites: set[str]) -> None:
 
 
 def config_from_overrides(overrides: list[str] | None = None) -> EvaluateConfig:
-    """Compose `configs/evaluate.yaml` with command-line style overrides into a typed config (for tests, notebooks)."""
-    from hydra import compose, initialize_config_dir
+    """Compose `configs/evaluate.yaml` with command-line style overrides into a typed config (for tests, notebooks).
+
+    The same checks as the command line: unknown keys (`+` ones too), the schema's values, finite numbers.
+
+    Raises:
+        hydra.errors.ConfigCompositionException: an unknown group option, a key no `+` added, a wrong type.
+        ConfigError: any other bad key or value, naming it.
+    """
+    from hydra import compose, initialize_config_module
 
     register_configs()
-    config_dir = str(Path(__file__).resolve().parents[1] / "configs")
-    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-        composed = compose(config_name="evaluate", overrides=list(overrides or []))
-    return OmegaConf.to_object(composed)
+    overrides = cli.free_form_overrides(list(overrides or []), EvaluateConfig)
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        composed = compose(config_name="evaluate", overrides=overrides)
+    return cli.typed_config(composed)
 
 
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
-def main(config: DictConfig) -> None:
-    """Hydra entry point: validate the composed config and evaluate."""
-    evaluate(OmegaConf.to_object(config))
+@hydra.main(version_base="1.3", config_path="pkg://configs", config_name="evaluate")
+def _app(composed: DictConfig) -> None:
+    evaluate(cli.typed_config(composed))
+
+
+def main() -> None:
+    """The command line: Hydra's flags (`-m`, `--cfg job`, `--help`) and overrides; a bad config exits with code 2."""
+    cli.run(_app, prog="python -m leaderboard.evaluate", schema=EvaluateConfig)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,6 @@ reaching every tool (`python -m envs list`, `leaderboard.evaluate`, `trainers.or
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import gymnasium as gym
@@ -15,72 +11,7 @@ import pytest
 
 import agents
 import envs
-
-ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_ID = "plugindemo/PickDigit-v0"
-
-_PLUGIN_MODULE = '''
-"""A third-party env package: registers its ids when imported (icl-arena loads it by entry point)."""
-from dataclasses import dataclass
-
-import envs
-from envs import TextEnv, Turn
-
-
-@dataclass(frozen=True)
-class Secret:
-    digit: int
-
-
-class PickDigit(TextEnv):
-    """Name the hidden digit 0-2; it stays the same in every episode of a trial."""
-
-    default_max_turns = 3
-
-    def sample_task(self, rng):
-        return Secret(int(rng.integers(3)))
-
-    @property
-    def instructions(self):
-        return "A digit 0, 1 or 2 is hidden. Answer it inside \\\\boxed{}."
-
-    def _start(self):
-        return "Your guess?"
-
-    def _play(self, action):
-        if action not in self.legal_actions():
-            return Turn("Not a digit.", invalid=True)
-        solved = action == str(self.task.digit)
-        return Turn("Right." if solved else "Wrong.", reward=float(solved), done=solved, success=solved)
-
-    def legal_actions(self):
-        return ["0", "1", "2"]
-
-    def oracle_action(self):
-        return str(self.task.digit)
-
-    def oracle_return(self):
-        return 1.0
-
-
-envs.register("plugindemo/PickDigit-v0", PickDigit, family="plugindemo", hidden="a digit", episodes=2)
-'''
-
-_PLUGIN_PYPROJECT = '''
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "icl-plugin-demo"
-version = "0.1.0"
-
-[project.entry-points."icl_arena.envs"]
-demo = "icl_plugin_demo"
-
-[tool.setuptools]
-packages = ["icl_plugin_demo"]
-'''
+from tests.plugin_demo import PLUGIN_ID, install_plugin, run_with_plugin
 
 _SUITE = '''
 defaults:
@@ -117,26 +48,11 @@ def test_module_prefixed_ids_import_their_module_first():
 
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory) -> Path:
-    """A throwaway package with an `icl_arena.envs` entry point, installed by pip into its own site directory."""
-    source = tmp_path_factory.mktemp("plugin_source")
-    (source / "icl_plugin_demo").mkdir()
-    (source / "icl_plugin_demo" / "__init__.py").write_text(textwrap.dedent(_PLUGIN_MODULE))
-    (source / "pyproject.toml").write_text(_PLUGIN_PYPROJECT)
-    site = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
-                    "--target", str(site), str(source)], check=True, capture_output=True, timeout=300)
-    assert list(site.glob("icl_plugin_demo-0.1.0.dist-info/entry_points.txt"))
-    return site
-
-
-def _run(site: Path, *arguments: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, *arguments], cwd=ROOT, env=environment, capture_output=True, text=True,
-                          timeout=timeout)
+    return install_plugin(tmp_path_factory.mktemp("plugin"))
 
 
 def test_an_installed_entry_point_registers_its_ids_in_envs_list(plugin_site):
-    listed = _run(plugin_site, "-m", "envs", "list", "--family", "plugindemo")
+    listed = run_with_plugin(plugin_site, "-m", "envs", "list", "--family", "plugindemo")
     assert listed.returncode == 0, listed.stderr
     assert PLUGIN_ID in listed.stdout and "1 environments" in listed.stdout
 
@@ -146,7 +62,7 @@ def test_an_installed_env_gets_generic_baselines_in_a_suite_of_its_own(plugin_si
     (config_dir / "suite").mkdir(parents=True)
     (config_dir / "suite" / "mine.yaml").write_text(_SUITE)
     for agent in ("oracle", "random"):
-        result = _run(plugin_site, "-m", "leaderboard.evaluate", f"agent={agent}", "suite=mine", "progress=false",
+        result = run_with_plugin(plugin_site, "-m", "leaderboard.evaluate", f"agent={agent}", "suite=mine", "progress=false",
                       f"output_dir={tmp_path / 'lb'}", "--config-dir", str(config_dir))
         assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (tmp_path / "lb" / "results.jsonl").read_text().splitlines()]
