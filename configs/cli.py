@@ -2,7 +2,8 @@
 
 - Every key must be a field of the dataclass at its place (`+` keys included: Hydra adds them, a
   dataclass would drop them silently); an unknown key names the closest valid one ("did you mean").
-- Every number in the typed config must be finite (`train.lr=inf` is refused), dict values included.
+- Every number in the typed config must be finite (`train.lr=inf` is refused), dict values included, and
+  every seed non-negative; the dataclasses' `__post_init__` check each key's own range.
 - `run(app, prog=...)` runs a `@hydra.main` app and reports any config error the same way for both
   command lines: one message on stderr, exit code 2, no traceback (unless `HYDRA_FULL_ERROR=1`).
 - Keys under a free-form dict field (`train.extra`, `agent.kwargs`, `env.kwargs`) need no `+`:
@@ -110,7 +111,8 @@ def _walk_numbers(value: Any, path: str) -> Iterator[tuple[str, float]]:
 
 
 def check_finite(config: Any) -> None:
-    """Refuse NaN and infinities anywhere in a typed config (fields, and values of its dicts and lists).
+    """Refuse NaN and infinities anywhere in a typed config (fields, and values of its dicts and lists), and
+    negative seeds (every key named `seed` or `*_seed`: numpy refuses them).
 
     Raises:
         ConfigError: naming the key.
@@ -118,6 +120,9 @@ def check_finite(config: Any) -> None:
     for path, number in _walk_numbers(config, ""):
         if isinstance(number, float) and not math.isfinite(number):
             raise ConfigError(f"{path}={number} must be a finite number")
+        name = path.rpartition(".")[2]
+        if (name == "seed" or name.endswith("_seed")) and number < 0:
+            raise ConfigError(f"{path}={number} must be >= 0 (a seed)")
 
 
 def typed_config(composed: Any) -> Any:

@@ -223,6 +223,11 @@ class OpenAIAgentConfig(AgentConfig):
         super().__post_init__()
         for key in ("max_tokens", "timeout", "max_concurrency", "batch_size"):
             _check_positive("agent", key, getattr(self, key))
+        if not 0 <= self.temperature <= 2 or not 0 < self.top_p <= 1:
+            raise ValueError(f"agent.temperature must be in [0, 2] and agent.top_p in (0, 1], got {self.temperature}, "
+                             f"{self.top_p}")
+        if self.max_retries < 0 or self.backoff < 0:
+            raise ValueError(f"agent.max_retries and agent.backoff must be >= 0, got {self.max_retries}, {self.backoff}")
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"agent.base_url must start with http:// or https://, got {self.base_url!r}")
 

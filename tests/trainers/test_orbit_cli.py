@@ -75,6 +75,7 @@ def _run_cli(monkeypatch, capsys, main, arguments):
     (orbit.main, ["train.lr=inf"], "train.lr=inf must be a finite number"),
     (orbit.main, ["train.temperature=inf"], "train.temperature=inf must be a finite number"),
     (orbit.main, ["output_dir="], "output_dir is empty"),
+    (orbit.main, ["train.seed=-1"], "train.seed=-1 must be >= 0"),
     (orbit.main, ["env=icl/BernoulliBandit-Mta-v0"], "Did you mean: `BernoulliBandit-Meta`?"),
     (leaderboard_evaluate.main, ["trials=-1"], "evaluate.trials must be > 0"),
     (leaderboard_evaluate.main, ["agent=hf", "agent.model=/m", "agent.temperature=inf"], "agent.temperature=inf"),
