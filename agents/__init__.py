@@ -23,6 +23,7 @@ from agents.guessing_oracles import (
 )
 from agents.planning_baselines import SHOPPING_BASELINES, TRAVEL_BASELINES
 from agents.puzzle_oracles import BLOCKSWORLD_BASELINES, HANOI_BASELINES, SOKOBAN_BASELINES
+from agents.reasoning import REASONING_BASELINES
 from agents.rollout import Agent, play_trial
 
 __all__ = [
@@ -121,7 +122,8 @@ def baseline(name: str, env_id: str, **kwargs) -> Agent:
     """Build the baseline `name` for `env_id`.
 
     Args:
-        name: e.g. `uniform`, `greedy`, `epsilon_greedy`, `ucb`, `thompson`, `linucb`, `oracle`.
+        name: e.g. `uniform`, `greedy`, `epsilon_greedy`, `ucb`, `thompson`, `linucb`, `oracle`, or a
+            transcript format with reasoning before each action (`agents.reasoning.REASONING_BASELINES`).
         env_id: a registered icl id; its family decides which implementations exist.
         **kwargs: the agent's arguments (`memory=True|False`, `seed`, `alpha`, `epsilon`, ...). For
             Thompson on a prior-structured bandit the family prior is used unless given.
@@ -130,9 +132,12 @@ def baseline(name: str, env_id: str, **kwargs) -> Agent:
         ValueError: naming the allowed baselines when `name` does not exist for the family.
     """
     table = _table(env_id)
+    family = _family(env_id)
+    if name in REASONING_BASELINES and REASONING_BASELINES[name][0] == family:
+        table = {name: REASONING_BASELINES[name][1]}  # a transcript format, not a leaderboard baseline
     if name not in table:
-        raise ValueError(f"no baseline {name!r} for {env_id} (family {_family(env_id)}); allowed: {sorted(table)}")
-    if name == "thompson":
+        raise ValueError(f"no baseline {name!r} for {env_id} (family {family}); allowed: {sorted(table)}")
+    if name in ("thompson", "thompson_reasoning"):
         spec_kwargs = gym.spec(envs.resolve_env_id(env_id)).kwargs
         for key in ("prior_alpha", "prior_beta"):
             if key in spec_kwargs:

@@ -29,18 +29,27 @@ _PALETTE = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf",
     "#e377c2", "#bcbd22", "#393b79", "#637939", "#ad494a", "#7b4173",
 ]  # fmt: skip
-# Oracles are drawn in dark neutral colours, so a reference ceiling never looks like a contestant.
-_ORACLE_PALETTE = ["black", "#7f7f7f", "#8c564b"]
+# References (oracle, memoryless, chance) are drawn in neutral colours, so a reference never looks like
+# a contestant; a contestant's memoryless twin takes the contestant's colour (dashed) instead.
+_REFERENCE_PALETTE = ["black", "#7f7f7f", "#8c564b", "#c49c94", "#525252", "#a5a5a5"]
 _COLUMNS = 4
 
 
 def agent_colors(tables: list[SuiteTable]) -> dict[str, str]:
-    """One colour per agent label, the same in every suite's figure; oracles get black, then greys."""
-    colors = {}
-    for oracle, palette in ((False, _PALETTE), (True, _ORACLE_PALETTE)):
-        labels = {entry.label for table in tables for entry in table.entries if (entry.role == "oracle") == oracle}
-        labels = sorted(labels, key=lambda label: (label != "oracle", label))  # the plain oracle is black
-        colors.update({label: palette[index % len(palette)] for index, label in enumerate(labels)})
+    """One colour per agent label, the same in every suite's figure.
+
+    Contestants take the palette in name order; a contestant's memoryless twin takes its colour; the
+    other references take neutral colours, the plain `oracle` black.
+    """
+    entries = [entry for table in tables for entry in table.entries]
+    contestants = sorted({entry.label for entry in entries if not entry.is_reference})
+    colors = {label: _PALETTE[index % len(_PALETTE)] for index, label in enumerate(contestants)}
+    twin_colors = {entry.memory_twin: colors[entry.label] for entry in entries if not entry.is_reference and entry.memory_twin}
+    for entry in entries:
+        if entry.is_reference and entry.key in twin_colors:
+            colors.setdefault(entry.label, twin_colors[entry.key])
+    references = sorted({entry.label for entry in entries if entry.label not in colors}, key=lambda label: (label != "oracle", label))
+    colors.update({label: _REFERENCE_PALETTE[index % len(_REFERENCE_PALETTE)] for index, label in enumerate(references)})
     return colors
 
 
@@ -91,7 +100,8 @@ def plot_suite(table: SuiteTable, path: Path, colors: dict[str, str]) -> None:
     rows = math.ceil(len(panels) / _COLUMNS)
     columns = min(_COLUMNS, len(panels))
     # At least two panels wide, so a one-env suite still gets a readable figure (and legend).
-    figure = Figure(figsize=(max(3.2 * columns, 6.4), 2.4 * rows + 0.5), layout="constrained")
+    width = max(3.2 * columns, 6.4)
+    figure = Figure(figsize=(width, 2.4 * rows + 0.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for axis, panel in zip(axes[: len(panels)], panels, strict=True):
@@ -103,7 +113,10 @@ def plot_suite(table: SuiteTable, path: Path, colors: dict[str, str]) -> None:
     for axis in axes[1 : len(panels)]:
         for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
             seen.setdefault(label, handle)
-    figure.legend(list(seen.values()), list(seen), loc="outside upper center", ncol=min(len(seen), 7), fontsize=8)
+    # About 1.7 inches per legend entry at font size 8 (a long name takes that much), so the legend
+    # wraps into rows instead of running past a narrow figure's edges.
+    columns = max(1, min(len(seen), 7, int(width / 1.7)))
+    figure.legend(list(seen.values()), list(seen), loc="outside upper center", ncol=columns, fontsize=8)
     figure.savefig(path, dpi=80, metadata={"Software": None})
 
 

@@ -281,7 +281,8 @@ def compare_markdown(comparison: dict) -> str:
         lines += [f"## {suite}: {key_a} vs {key_b} ({data['rank_by']}; difference = A - B, positive = A better)", ""]
         cells = [[label, str(env["pairs"]), f"{env['mean_a']:.3g}", f"{env['mean_b']:.3g}", _format_dict_interval(env["difference"])]
                  for label, env in data["per_env"].items()]
-        cells.append(["suite (normalised)", str(sum(env["pairs"] for env in data["per_env"].values())), "", "",
+        envs = len(data["per_env"])
+        cells.append([f"suite (normalised, {envs} env{'s' * (envs > 1)})", str(sum(env["pairs"] for env in data["per_env"].values())), "", "",
                       _format_dict_interval(data["suite"])])
         lines += _markdown_table(["env", "pairs", "A", "B", "A - B"], cells) + [""]
     return "\n".join(lines)
@@ -312,7 +313,9 @@ def render(directories: Sequence[str | Path], output_dir: str | Path) -> list[Su
     output.mkdir(parents=True, exist_ok=True)
     (output / "leaderboard.json").write_text(json.dumps(to_json(tables), indent=1) + "\n")
     (output / "leaderboard.csv").write_text(to_csv(tables))
-    (output / "leaderboard.md").write_text(to_markdown(tables))
+    from leaderboard import compression  # compressed students beside their uncompressed model (trainers.compress)
+
+    (output / "leaderboard.md").write_text(to_markdown(tables) + compression.markdown(directories))
     write_page(tables, output)
     return tables
 

@@ -33,9 +33,12 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
+# The row builder lives with the agents, so the trainer's held-out evaluation (a sibling of this package) builds
+# the same rows without importing the leaderboard.
+from agents.rows import SCHEMA_VERSION, make_row
+
 __all__ = ["SCHEMA_VERSION", "RESULTS_FILE", "RowKey", "row_key", "make_row", "read_rows", "ResultsFile"]
 
-SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"
 
 RowKey = tuple[str, str, int, int]
@@ -46,74 +49,35 @@ def row_key(row: dict) -> RowKey:
     return (f"{row['agent']}@{row['agent_hash']}", row["env_id"], int(row["episodes"]), int(row["seed"]))
 
 
-def _pad(values: list, length: int, fill: Any) -> list:
-    return list(values[:length]) + [fill] * max(0, length - len(values))
+# The identity keys and their types; a line without them cannot be matched, resumed or rendered.
+_IDENTITY_TYPES = {"agent": str, "agent_hash": str, "env_id": str, "episodes": int, "seed": int}
 
 
-def make_row(
-    *,
-    agent: str,
-    agent_hash: str,
-    agent_role: str,
-    suite: str,
-    env_id: str,
-    episodes: int,
-    env_kwargs: dict,
-    seed: int,
-    record: dict,
-    wall_time_s: float,
-    tokens_in: int | None = None,
-    tokens_out: int | None = None,
-) -> dict:
-    """Build a schema-1 row from a `play_trial` record.
-
-    Args:
-        record: what `agents.play_trial` returns (or a batched agent's `TokenTrial.record`).
-        wall_time_s: seconds the trial took (a batched agent's chunk time divided by its trials).
-
-    Returns:
-        The row, JSON-ready.
-    """
-    played = len(record["episode_successes"])
-    oracle_total = record.get("oracle_return")
-    # MultiEpisode charges an unplayed episode the oracle's per-episode value; do the same per episode.
-    unplayed_regret = (float(oracle_total) / episodes) if oracle_total is not None else 1.0
-    successes = [bool(value) for value in _pad(record["episode_successes"], episodes, False)]
-    returns = [float(value) for value in _pad(record["episode_returns"], episodes, 0.0)]
-    regrets = [float(value) for value in _pad(record["episode_regrets"], episodes, unplayed_regret)]
-    steps = int(record["steps"])
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "agent": agent,
-        "agent_hash": agent_hash,
-        "agent_role": agent_role,
-        "suite": suite,
-        "env_id": env_id,
-        "episodes": int(episodes),
-        "env_kwargs": dict(env_kwargs),
-        "seed": int(seed),
-        "episodes_played": played,
-        "episode_successes": successes,
-        "episode_returns": returns,
-        "episode_regrets": regrets,
-        "in_context_regret": float(record["in_context_regret"]),
-        "oracle_return": None if oracle_total is None else float(oracle_total),
-        "icl_gain_success": float(successes[-1]) - float(successes[0]),
-        "icl_gain_return": returns[-1] - returns[0],
-        "format_error_rate": int(record["format_errors"]) / max(steps, 1),
-        "invalid_action_rate": int(record["invalid_actions"]) / max(steps, 1),
-        "steps": steps,
-        "tokens_in": None if tokens_in is None else int(tokens_in),
-        "tokens_out": None if tokens_out is None else int(tokens_out),
-        "wall_time_s": float(wall_time_s),
-    }
+def _row_problem(value: Any) -> str | None:
+    """Why a decoded line is not a schema row, or None when it is one."""
+    if not isinstance(value, dict):
+        return f"it is a JSON {type(value).__name__}, not a row object"
+    if "schema_version" not in value:
+        return "it has no schema_version (not a row this code wrote)"
+    if value["schema_version"] != SCHEMA_VERSION:
+        return (f"it is a row of schema version {value['schema_version']!r} and this code reads version "
+                f"{SCHEMA_VERSION}; evaluate into a new output_dir")
+    missing = [key for key in _IDENTITY_TYPES if key not in value]
+    if missing:
+        return f"it lacks the key(s) {', '.join(missing)}"
+    wrong = [key for key, kind in _IDENTITY_TYPES.items()
+             if not isinstance(value[key], kind) or isinstance(value[key], bool)]
+    if wrong:
+        return f"its key(s) {', '.join(wrong)} have the wrong type"
+    return None
 
 
 def _parse_lines(path: Path) -> tuple[list[dict], int]:
     """Rows of `path` and the byte length of its complete prefix (a torn last line is excluded).
 
     Raises:
-        ValueError: on a corrupt line that is not the last one (the file needs a person's look).
+        ValueError: on a line that is not a row and is not a torn last line, naming the file, the line
+            number and the fix (the file needs a person's look).
     """
     data = path.read_bytes()
     rows, good_length, offset = [], 0, 0
@@ -122,17 +86,19 @@ def _parse_lines(path: Path) -> tuple[list[dict], int]:
         is_last = number == len(lines)
         end = offset + len(line) + (0 if is_last else 1)
         if line.strip():
+            if is_last:
+                break  # no newline: the write was cut, whatever the bytes say
             try:
                 row = json.loads(line)
-                if is_last:
-                    raise ValueError("no newline: the write was cut")
-                rows.append(row)
-            except ValueError as error:
-                if not is_last:
-                    raise ValueError(
-                        f"{path}:{number} is not a JSON row ({error}); fix or remove that line, then rerun"
-                    ) from error
-                break
+            except (ValueError, RecursionError) as error:
+                detail = str(error) if isinstance(error, ValueError) else "nested too deeply"
+                raise ValueError(
+                    f"{path}:{number} is not a JSON row ({detail}); fix or remove that line, then rerun"
+                ) from None
+            problem = _row_problem(row)
+            if problem is not None:
+                raise ValueError(f"{path}:{number} is not a results row: {problem}. Fix or remove that line, then rerun")
+            rows.append(row)
         good_length = end
         offset = end
     return rows, good_length
@@ -168,18 +134,16 @@ class ResultsFile:
             ) from None
         self.rows: dict[RowKey, dict] = {}
         if self.path.exists():
-            rows, good_length = _parse_lines(self.path)
+            try:
+                rows, good_length = _parse_lines(self.path)
+            except ValueError:
+                self._lock.close()
+                raise
             if good_length < self.path.stat().st_size:
                 warnings.warn(f"{self.path}: dropping a torn last line left by a killed run", stacklevel=2)
                 with open(self.path, "r+b") as handle:
                     handle.truncate(good_length)
             for row in rows:
-                if row.get("schema_version") != SCHEMA_VERSION:
-                    self._lock.close()
-                    raise ValueError(
-                        f"{self.path} holds rows of schema version {row.get('schema_version')!r}, this code writes "
-                        f"version {SCHEMA_VERSION}; evaluate into a new output_dir"
-                    )
                 self.rows.setdefault(row_key(row), row)
         self._handle = open(self.path, "a", encoding="utf-8")
 

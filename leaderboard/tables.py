@@ -431,7 +431,8 @@ def ranking_rule(table: SuiteTable) -> str:
         "mean success at the last episode (higher is better)"
     )
     if table.normalised_ranking:
-        rule = f"Ranked by the normalised score (0 = memoryless or chance reference, 1 = oracle, per env) of {raw.split(' (')[0]}"
+        metric = raw.split(" (")[0].removeprefix("mean ")
+        rule = f"Ranked by the normalised score of {metric} (per env: 0 = memoryless or chance reference, 1 = oracle; higher first)"
     else:
         rule = f"Ranked by {raw} (not every env has both references, so no normalised ranking)"
     return rule + "; agents that skipped some of the suite's envs are listed after, unranked; references apart."

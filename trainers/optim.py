@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-__all__ = ["AdaptiveLangevin", "ASGLD", "ASG", "AGLD", "build_optimizer", "noise_generator"]
+__all__ = ["AdaptiveLangevin", "ASGLD", "ASG", "AGLD", "build_optimizer", "noise_generator", "trainer_optimizer"]
 
 
 def noise_generator(seed: int, step: int, index: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -161,3 +161,15 @@ def build_optimizer(config: Any, params: Iterable[Any], lr: float, weight_decay:
     return _CLASSES[config.name](params, lr=lr, beta2=config.beta2, eps=config.eps, temperature=config.temperature,
                                  precondition_noise=config.precondition_noise, noise_decay=config.noise_decay,
                                  weight_decay=weight_decay, seed=seed if config.seed is None else config.seed)
+
+
+def trainer_optimizer(trainer: Any, config: Any, model: Any = None) -> torch.optim.Optimizer:
+    """`build_optimizer` for a transformers `Trainer` (its `create_optimizer` hook): transformers' parameter
+    groups (no weight decay on biases and norms), its learning rate, weight decay and seed."""
+    opt_model = trainer.model if model is None else model
+    decay = set(trainer.get_decay_parameter_names(opt_model))
+    groups = [{"params": [parameter for name, parameter in opt_model.named_parameters()
+                          if parameter.requires_grad and (name in decay) == decayed],
+               "weight_decay": trainer.args.weight_decay if decayed else 0.0} for decayed in (True, False)]
+    return build_optimizer(config, [group for group in groups if group["params"]], lr=trainer.args.learning_rate,
+                           weight_decay=trainer.args.weight_decay, seed=trainer.args.seed)

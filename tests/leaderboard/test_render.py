@@ -229,7 +229,7 @@ def test_paired_comparison_on_constructed_rows():
         assert difference["ci_high"] - 0.5 == pytest.approx(6.3531, abs=1e-3)
     # Suite, normalised: A [1, 0], B [1 - 1, 1 - (-1)] = [0, 2] -> 0.75 (stratified bootstrap interval).
     assert result["suite"]["mean"] == 0.75 and result["suite"]["method"] == "bootstrap"
-    assert "| suite (normalised) | 4 |" in compare_markdown({"s": result})
+    assert "| suite (normalised, 2 envs) | 4 |" in compare_markdown({"s": result})
     # The same agent twice differs by exactly zero; unknown agents are a clear error.
     assert compare(tables, rows, "strong", "strong")["s"]["suite"]["mean"] == 0.0
     with pytest.raises(ValueError, match="no trial in common"):
@@ -253,3 +253,28 @@ def test_evaluate_prints_the_summary_table(small_leaderboard, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "small-success: Ranked by" in printed
     assert "| - | uniform | uniform | 6 |" in printed  # a reference: listed, not ranked
+
+
+def test_page_and_render_import_no_circle():
+    import subprocess
+    import sys
+
+    # page.py needs the tables, not render.py (render imports page to write it): one-way arrows.
+    code = "import sys, leaderboard.page; print('leaderboard.render' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_committed_tiny_model_rows_render(tmp_path):
+    from pathlib import Path
+
+    rows_dir = Path(__file__).resolve().parents[2] / "leaderboard" / "site" / "tiny-models"
+    [table] = render([rows_dir], tmp_path)
+    entries = {entry.name: entry for entry in table.entries}
+    assert table.name == "tiny-bandit" and set(entries) == {
+        "tiny-imitation", "tiny-imitation_memoryless", "tiny-orbit", "tiny-orbit_memoryless"}
+    orbit = entries["tiny-orbit"]
+    assert orbit.trials == 50 and orbit.memory_twin.startswith("tiny-orbit_memoryless@")
+    assert orbit.metadata["parameters"] > 0 and orbit.metadata["path"] == "outputs/tiny-orbit/final"
+    # Memory helps the trained model: its regret is lower than its twin's on the same seeds.
+    assert orbit.memory_gain_per_env["BernoulliBandit-Meta x3"].low > 0
