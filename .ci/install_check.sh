@@ -11,7 +11,12 @@ trap 'rm -rf "$WORK"' EXIT
 
 # Built from a copy of the files git would commit, so stale build/ leftovers can never slip into the wheel.
 mkdir "$WORK/src"
-git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - | tar -xf - -C "$WORK/src"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - | tar -xf - -C "$WORK/src"
+else  # an unpacked source archive: everything but environments and build output
+    tar -cf - --exclude=./.venv --exclude=./build --exclude=./dist --exclude=./outputs --exclude='*.egg-info' . \
+        | tar -xf - -C "$WORK/src"
+fi
 "$PYTHON" -m pip wheel -q --no-deps --no-build-isolation --wheel-dir "$WORK/dist" "$WORK/src"
 "$PYTHON" -m venv "$WORK/venv"
 # The new venv sees the dependencies through a .pth line; .pth files inside that directory (an editable

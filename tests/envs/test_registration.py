@@ -76,3 +76,30 @@ def test_generic_baselines_only_for_families_icl_arena_does_not_ship():
     assert "random" not in agents.baseline_names("icl/BernoulliBandit-Meta-v0")  # its table is complete
     with pytest.raises(ValueError, match="one of icl-arena's"):
         agents.register_baselines("bandits", {"mine": object})
+
+
+_IMPORTED_MODULE = '''
+import envs
+from envs.guess_the_number import GuessTheNumber
+
+envs.register("importlab/Guess-v0", GuessTheNumber, dict(low=1, high=4, max_turns=3), family="importlab", episodes=2)
+'''
+
+
+def test_imports_and_module_prefixed_ids_reach_envs_list_evaluate_and_the_trainer(tmp_path, monkeypatch, capsys):
+    """A module that registers on import, named by `imports=[...]` or by a `module:` id prefix (no entry point)."""
+    from envs.__main__ import main as envs_main
+    from leaderboard.evaluate import config_from_overrides, evaluate
+    from trainers.orbit import check_startup
+    from trainers.orbit_config import load_config
+
+    (tmp_path / "importlab_envs.py").write_text(_IMPORTED_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert envs_main(["list", "importlab_envs:importlab/Guess-v0"]) == 0
+    assert "importlab/Guess-v0" in capsys.readouterr().out
+    config = config_from_overrides(["imports=[importlab_envs]", "agent=random", "executor=serial", "progress=false",
+                                    "trials=2", f"output_dir={tmp_path / 'lb'}", "suite.envs=[{id: importlab/Guess-v0}]"])
+    rows = [json.loads(line) for line in evaluate(config).read_text().splitlines()]
+    assert [row["env_id"] for row in rows] == ["importlab/Guess-v0"] * 2 and rows[0]["episodes"] == 2
+    trainer = check_startup(load_config(["env=importlab_envs:importlab/Guess-v0", "train.init=none"]))
+    assert trainer.env.id == "importlab/Guess-v0" and trainer.imports == ["importlab_envs"]
