@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint browser clean
+.PHONY: setup demo test lint browser install-check clean
 
 setup: $(STAMP)
 
@@ -32,8 +32,13 @@ demo: setup
 	# about 12 minutes on 2 cores) and ends with the held-out per-episode table and where plots and checkpoints are.
 	$(BIN)/python -m trainers.orbit
 
-test: setup browser
+test: setup browser install-check
 	$(BIN)/python -m pytest -q
+
+# A real install: the wheel, installed into a fresh venv that sees the installed dependencies (offline), runs
+# `leaderboard.evaluate agent=thompson suite=bandits trials=2` and `trainers.orbit --help` outside the source tree.
+install-check: setup
+	bash .ci/install_check.sh $(BIN)/python
 
 lint: setup
 	$(BIN)/ruff check envs agents trainers kernels leaderboard tests benchmarks

@@ -1,7 +1,9 @@
 """icl-arena agents: baseline policies per env family (no torch needed) and, with the `train` extra, LLM agents.
 
 `agents.baseline(name, env_id, **kwargs)` builds a baseline for a registered env id; every agent
-follows the protocol `agent.reset(seed=None)`, `agent.act(observation, info) -> str`.
+follows the protocol `agent.reset(seed=None)`, `agent.act(observation, info) -> str`. Ids of families
+icl-arena does not ship get the generic `random` and `oracle` (`agents.generic`), plus whatever
+`agents.register_baselines(family, {...})` adds.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import gymnasium as gym
 import envs
 from agents.bandit_baselines import BANDIT_BASELINES
 from agents.game_oracles import BLACKJACK_BASELINES, MINESWEEPER_BASELINES, ROCK_PAPER_SCISSORS_BASELINES
+from agents.generic import generic_baselines
 from agents.grid_oracles import HIDDEN_FROZEN_LAKE_BASELINES, PARTIAL_MAZE_BASELINES, RELABELED_GRID_BASELINES
 from agents.guessing_oracles import (
     GUESS_THE_NUMBER_BASELINES,
@@ -27,6 +30,7 @@ __all__ = [
     "Agent",
     "baseline",
     "baseline_names",
+    "register_baselines",
     "play_trial",
     "play_baseline",
     "BASELINES",
@@ -75,16 +79,43 @@ BASELINES: dict[str, dict[str, type]] = {
 }
 
 
-def _family(env_id: str) -> str:
-    for entry in envs.catalog():
-        if entry.env_id == env_id:
-            return entry.family
-    raise ValueError(f"unknown env id {env_id!r}; `python -m envs list` prints the registered ids")
+# The families icl-arena ships: their tables are complete (the interop games have none), so the generic
+# baselines stay out of them.
+_BUILTIN_FAMILIES = frozenset(BASELINES) | {"textarena", "gem"}
+
+
+def _family(env_id: str) -> str | None:
+    """The catalog family of `env_id` (None for an id registered with gymnasium directly).
+
+    Raises:
+        ValueError: for an unregistered id.
+    """
+    bare = envs.resolve_env_id(env_id)
+    entry = envs.catalog_entry(bare)
+    return None if entry is None else entry.family
+
+
+def _table(env_id: str) -> dict[str, type]:
+    family = _family(env_id)
+    if family in _BUILTIN_FAMILIES:
+        return BASELINES.get(family, {})
+    return {**generic_baselines(envs.registered_class(env_id)), **BASELINES.get(family, {})}
+
+
+def register_baselines(family: str, table: dict[str, type]) -> None:
+    """Add baselines (name -> class taking `memory=` and `seed=`) for a family's ids, e.g. your own oracle.
+
+    Raises:
+        ValueError: for a family icl-arena ships (its baselines are fixed so results stay comparable).
+    """
+    if family in _BUILTIN_FAMILIES:
+        raise ValueError(f"family {family!r} is one of icl-arena's; register your baselines under your own family")
+    BASELINES.setdefault(family, {}).update(table)
 
 
 def baseline_names(env_id: str) -> list[str]:
-    """The baseline names available for `env_id`."""
-    return sorted(BASELINES.get(_family(env_id), {}))
+    """The baseline names available for `env_id` (bare or `module:`-prefixed)."""
+    return sorted(_table(env_id))
 
 
 def baseline(name: str, env_id: str, **kwargs) -> Agent:
@@ -100,14 +131,14 @@ def baseline(name: str, env_id: str, **kwargs) -> Agent:
     Raises:
         ValueError: naming the allowed baselines when `name` does not exist for the family.
     """
+    table = _table(env_id)
     family = _family(env_id)
-    table = BASELINES.get(family, {})
     if name in REASONING_BASELINES and REASONING_BASELINES[name][0] == family:
         table = {name: REASONING_BASELINES[name][1]}  # a transcript format, not a leaderboard baseline
     if name not in table:
         raise ValueError(f"no baseline {name!r} for {env_id} (family {family}); allowed: {sorted(table)}")
     if name in ("thompson", "thompson_reasoning"):
-        spec_kwargs = gym.spec(env_id).kwargs
+        spec_kwargs = gym.spec(envs.resolve_env_id(env_id)).kwargs
         for key in ("prior_alpha", "prior_beta"):
             if key in spec_kwargs:
                 kwargs.setdefault(key, spec_kwargs[key])

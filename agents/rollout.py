@@ -38,7 +38,10 @@ def play_trial(env: gym.Env, agent: Any, seed: int, max_steps: int = 100_000, ke
     `best_arm` (for exploration metrics), `episode_metrics` (each episode's numeric family scores, e.g.
     planning's `composite` and `case_acc`) and, with `keep_transcript`, the `(observation, action)` pairs.
     The record is built by `agents.tokens.TrialRecorder`, the same code that records LLM agents' trials.
+    An agent with a `bind(env)` method (the generic baselines of `agents.generic`) gets the env first.
     """
+    if callable(getattr(agent, "bind", None)):
+        agent.bind(env)
     agent.reset(seed=agent_seed(seed))
     observation, info = env.reset(seed=seed)
     recorder = TrialRecorder(seed, info)

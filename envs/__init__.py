@@ -11,7 +11,20 @@ import importlib.util
 from envs.core import MAX_ACTION_CHARS, TextEnv, Turn, parse_action, printable
 from envs.interop.gem import gem_installed
 from envs.multi_episode import MultiEpisode
-from envs.registration import CatalogEntry, catalog, make_text_env, register
+from envs.registration import (
+    CatalogEntry,
+    catalog,
+    catalog_entry,
+    default_episodes,
+    import_modules,
+    imported_modules,
+    load_plugins,
+    make_text_env,
+    register,
+    registered_class,
+    resolve_env_id,
+    split_env_id,
+)
 
 __all__ = [
     "TextEnv",
@@ -22,7 +35,15 @@ __all__ = [
     "register",
     "make_text_env",
     "catalog",
+    "catalog_entry",
     "CatalogEntry",
+    "registered_class",
+    "default_episodes",
+    "load_plugins",
+    "import_modules",
+    "imported_modules",
+    "resolve_env_id",
+    "split_env_id",
     "MAX_ACTION_CHARS",
 ]
 
@@ -247,3 +268,6 @@ def _register_all() -> None:
 
 
 _register_all()
+# Installed packages' ids last, so a plugin can build on the icl/ ids (and never shadows them silently:
+# gymnasium warns when an id is registered twice).
+load_plugins()

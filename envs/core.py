@@ -10,7 +10,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
+
+from envs.spaces import TextSpace
 
 __all__ = ["TextEnv", "Turn", "parse_action", "printable", "ACTION_FORMATS", "MAX_ACTION_CHARS"]
 
@@ -204,8 +205,8 @@ class TextEnv(gym.Env):
         self.max_invalid = int(max_invalid)
         self.max_action_chars = int(max_action_chars)
         self.render_mode = render_mode
-        self.observation_space = spaces.Text(MAX_OBSERVATION_CHARS, min_length=0, charset=_CHARSET)
-        self.action_space = spaces.Text(self.max_action_chars, min_length=0, charset=_CHARSET)
+        self.observation_space = TextSpace(MAX_OBSERVATION_CHARS, min_length=0, charset=_CHARSET)
+        self.action_space = TextSpace(self.max_action_chars, min_length=0, charset=_CHARSET)
         self.task: Any = None
         self._episode_step = 0
         self._invalid_count = 0

@@ -29,11 +29,12 @@ from typing import Any
 
 import gymnasium as gym
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 import agents
-import envs  # noqa: F401  (registers the icl/ ids in this process and in every spawned worker)
+import envs  # registers the icl/ ids (and installed plugins') in this process and in every spawned worker
+from configs import cli
 from leaderboard.evaluate_config import (
     AgentConfig,
     AgentRole,
@@ -69,6 +70,8 @@ class TrialJob:
     episodes: int
     env_kwargs: tuple[tuple[str, Any], ...]
     seed: int
+    #: Modules that register the env (`imports=`, `module:` id prefixes), imported again by a pool worker.
+    imports: tuple[str, ...] = ()
 
     @property
     def key(self) -> RowKey:
@@ -157,6 +160,7 @@ def run_trial(job: TrialJob) -> dict:
         RuntimeError: naming the agent, env and seed when the trial fails.
     """
     start = time.perf_counter()
+    envs.import_modules(job.imports)
     try:
         env = _make_env(job)
         record = agents.play_trial(env, build_agent(job.agent, job.env_id), seed=job.seed)
@@ -215,6 +219,7 @@ def _batches(jobs: list[TrialJob], size: int) -> list[list[TrialJob]]:
 def plan_jobs(config: EvaluateConfig, runs: list[SuiteRun]) -> list[tuple[SuiteRun, list[TrialJob], dict[str, str]]]:
     """Every (suite, its jobs in run order, env ids skipped with the reason) for the config's agent."""
     digest = agent_hash(config.agent)
+    imports = envs.imported_modules()
     plans = []
     for run in runs:
         jobs, skipped = [], {}
@@ -224,7 +229,8 @@ def plan_jobs(config: EvaluateConfig, runs: list[SuiteRun]) -> list[tuple[SuiteR
                 skipped[env.env_id] = reason
                 continue
             jobs += [
-                TrialJob(config.agent, digest, run.name, env.env_id, env.episodes, env.kwargs, seed) for seed in run.seeds
+                TrialJob(config.agent, digest, run.name, env.env_id, env.episodes, env.kwargs, seed, imports)
+                for seed in run.seeds
             ]
         plans.append((run, jobs, skipped))
     return plans
@@ -330,13 +336,23 @@ def evaluate(config: EvaluateConfig) -> Path:
         The path of the results file.
 
     Raises:
-        ValueError: when the agent runs on no env of the suite, or on an unregistered env id.
+        configs.cli.ConfigError: (a ValueError) when the agent runs on no env of the suite, or on an unregistered env id.
     """
-    runs = resolve_suite(config.suite, config.trials)
+    try:  # a module that does not import or an id nobody registered: refused before any trial runs
+        envs.import_modules(config.imports)
+        runs = resolve_suite(config.suite, config.trials)
+    except ValueError as error:
+        raise cli.ConfigError(str(error)) from None
     plans = plan_jobs(config, runs)
     if not any(jobs for _, jobs, _ in plans):
         reasons = {env_id: reason for _, _, skipped in plans for env_id, reason in skipped.items()}
-        raise ValueError(f"agent {config.agent.name} runs on no env of suite {config.suite.name}: {reasons}")
+        raise cli.ConfigError(f"agent {config.agent.name} runs on no env of suite {config.suite.name}: {reasons}")
+    if isinstance(config.agent, BaselineAgentConfig):  # a bad agent.kwargs fails here, not in every worker
+        for env_id in dict.fromkeys(job.env_id for _, jobs, _ in plans for job in jobs):
+            try:
+                build_agent(config.agent, env_id)
+            except (TypeError, ValueError) as error:
+                raise cli.ConfigError(f"agent {config.agent.name} cannot be built for {env_id}: {error}") from None
     output_dir = Path(config.output_dir)
     executor = _executor_for(config)
     failures: list[dict] = []
@@ -386,27 +402,38 @@ def _print_summary(output_dir: Path, suites: set[str]) -> None:
 
 
 def config_from_overrides(overrides: list[str] | None = None) -> EvaluateConfig:
-    """Compose `configs/evaluate.yaml` with command-line style overrides into a typed config (for tests, notebooks)."""
-    from hydra import compose, initialize_config_dir
+    """Compose `configs/evaluate.yaml` with command-line style overrides into a typed config (for tests, notebooks).
+
+    The same checks as the command line: unknown keys (`+` ones too), the schema's values, finite numbers.
+
+    Raises:
+        hydra.errors.ConfigCompositionException: an unknown group option, a key no `+` added, a wrong type.
+        ConfigError: any other bad key or value, naming it.
+    """
+    from hydra import compose, initialize_config_module
 
     register_configs()
-    config_dir = str(Path(__file__).resolve().parents[1] / "configs")
-    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-        composed = compose(config_name="evaluate", overrides=list(overrides or []))
-    return OmegaConf.to_object(composed)
+    overrides = cli.free_form_overrides(list(overrides or []), EvaluateConfig)
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        composed = compose(config_name="evaluate", overrides=overrides)
+    return cli.typed_config(composed)
 
 
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
-def main(config: DictConfig) -> None:
-    """Hydra entry point: validate the composed config and evaluate."""
+@hydra.main(version_base="1.3", config_path="pkg://configs", config_name="evaluate")
+def _app(composed: DictConfig) -> None:
     try:
-        evaluate(OmegaConf.to_object(config))
-    except ApiFailures as failures:
+        evaluate(cli.typed_config(composed))
+    except ApiFailures as failures:  # the endpoint failed too often: a summary and a non-zero exit, never scores
         print(f"error: {failures}", file=sys.stderr)
         sys.exit(1)
+
+
+def main() -> None:
+    """The command line: Hydra's flags (`-m`, `--cfg job`, `--help`) and overrides; a bad config exits with code 2."""
+    cli.run(_app, prog="python -m leaderboard.evaluate", schema=EvaluateConfig)
 
 
 if __name__ == "__main__":

@@ -232,6 +232,11 @@ class OpenAIAgentConfig(AgentConfig):
         _check_positive("agent", "deadline", self.deadline, allow_none=True)
         if self.max_failed_trials < 0:
             raise ValueError(f"agent.max_failed_trials must be >= 0, got {self.max_failed_trials}")
+        if not 0 <= self.temperature <= 2 or not 0 < self.top_p <= 1:
+            raise ValueError(f"agent.temperature must be in [0, 2] and agent.top_p in (0, 1], got {self.temperature}, "
+                             f"{self.top_p}")
+        if self.max_retries < 0 or self.backoff < 0:
+            raise ValueError(f"agent.max_retries and agent.backoff must be >= 0, got {self.max_retries}, {self.backoff}")
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"agent.base_url must start with http:// or https://, got {self.base_url!r}")
 
@@ -345,6 +350,8 @@ class EvaluateConfig:
     memory_score: bool = False
     #: The Ray cluster of `executor=ray`.
     ray: RayConfig = field(default_factory=RayConfig)
+    #: Modules to import first, for envs that register on import (`imports=[my_pkg.envs]`).
+    imports: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_positive("evaluate", "trials", self.trials, allow_none=True)

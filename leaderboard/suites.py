@@ -85,31 +85,31 @@ def load_suite(name: str, config_dir: Path = CONFIG_DIR) -> SuiteConfig:
     return OmegaConf.to_object(merged)
 
 
-def _registered_episodes(env_id: str) -> int:
-    import envs
+def check_registered(env_ids: list[str], suite_name: str) -> list[str]:
+    """The bare registered ids of `env_ids`, importing the module of any `module:ns/Id-v0` id first.
 
-    for entry in envs.catalog():
-        if entry.env_id == env_id:
-            return entry.episodes
-    raise KeyError(env_id)
-
-
-def check_registered(env_ids: list[str], suite_name: str) -> None:
-    """Fail, naming every missing id, when a suite lists ids that are not registered.
+    Returns:
+        The ids without their `module:` prefix, in order (rows and seeds are keyed by these).
 
     Raises:
-        ValueError: with the missing ids and how to list the registered ones.
+        ValueError: naming every id that is not registered and how to list the registered ones.
     """
     import envs
 
-    registered = {entry.env_id for entry in envs.catalog()}
-    missing = [env_id for env_id in env_ids if env_id not in registered]
+    resolved, missing = [], []
+    for env_id in env_ids:
+        try:
+            resolved.append(envs.resolve_env_id(env_id))
+        except ValueError:
+            missing.append(env_id)
     if missing:
         raise ValueError(
             f"suite {suite_name!r} lists env ids that are not registered: {missing}. "
             "`python -m envs list` prints the registered ids; the family may not be installed yet "
-            "(TextArena ids need the `textarena` extra), or the id is misspelled in configs/suite/."
+            "(TextArena ids need the `textarena` extra), the id is misspelled in the suite's file, or your own "
+            "ids need `imports=[my_pkg.envs]`, a `my_pkg.envs:` prefix or an `icl_arena.envs` entry point."
         )
+    return resolved
 
 
 def resolve_suite(
@@ -132,15 +132,17 @@ def resolve_suite(
         raise ValueError(f"suite include cycle: {' -> '.join(_seen + (suite.name,))}")
     runs: list[SuiteRun] = []
     if suite.envs:
-        check_registered([env.id for env in suite.envs], suite.name)
+        import envs
+
+        env_ids = check_registered([env.id for env in suite.envs], suite.name)
         count = suite.trials if trials is None else trials
         envs_resolved = tuple(
             SuiteEnv(
-                env.id,
-                _registered_episodes(env.id) if env.episodes is None else int(env.episodes),
+                env_id,
+                envs.default_episodes(env_id) if env.episodes is None else int(env.episodes),
                 tuple(sorted(env.kwargs.items())),
             )
-            for env in suite.envs
+            for env_id, env in zip(env_ids, suite.envs, strict=True)
         )
         seeds = tuple(range(suite.seed_start, suite.seed_start + count))
         runs.append(SuiteRun(suite.name, suite.description, envs_resolved, seeds, suite.rank_by.value))

@@ -2,7 +2,7 @@
 
 Every policy plays the same held-out tasks (`TaskPool.held_out`), each reset with its task seed, so
 the hidden tasks and the environment's randomness at each seed are shared. A trial's record becomes a
-leaderboard row (`leaderboard.results.make_row`: per-episode successes, returns and regrets padded to
+leaderboard row (`agents.rows.make_row`, also `leaderboard.results.make_row`: per-episode successes, returns and regrets padded to
 the trial's episode count, format-error rate per step), and `summarize` averages rows into metrics:
 
 - `<prefix>/episode_<k>/success`, `<prefix>/episode_<k>/regret`: mean over trials of episode k.
@@ -20,7 +20,7 @@ import numpy as np
 
 import agents
 from agents.rollout import play_trial
-from leaderboard.results import make_row
+from agents.rows import make_row
 from trainers.tasks import Task
 
 __all__ = ["evaluate_model", "evaluate_baseline", "summarize", "episode_table"]

@@ -10,24 +10,36 @@ selection=soft_or`, or `teacher=self teacher.system_prompt="..."`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import hydra
 import torch
-from hydra.errors import ConfigCompositionException
-from omegaconf import OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
 from transformers import TrainerCallback
 from transformers.utils import logging as transformers_logging
 
+import agents
+import envs
+from configs.cli import ConfigError, run, typed_config
 from trainers import checkpointing
 from trainers.evaluation import episode_table, evaluate_model, summarize
 from trainers.metrics import MetricsLogger, namespaced
-from trainers.orbit_config import CONFIG_DIR, OrbitConfig, load_config, resolve_env_overrides
-from trainers.orbit_trainer import OrbitTrainer, grpo_args, load_policy, make_hf_agent, task_dataset
+from trainers.orbit_config import CONFIG_DIR, OrbitConfig, load_config, register_configs, resolve_env_overrides
+from trainers.orbit_trainer import (
+    OrbitTrainer,
+    _typed_grpo_kwargs,
+    check_grpo_extra,
+    grpo_args,
+    load_policy,
+    make_hf_agent,
+    task_dataset,
+)
 from trainers.sft import default_sft_agent, imitate, imitation_data
 from trainers.tasks import TaskPool
 from trainers.teachers import trainer_class
@@ -42,6 +54,7 @@ __all__ = [
     "load_config",
     "resolve_env_overrides",
     "train",
+    "check_startup",
     "main",
     "CONFIG_DIR",
 ]
@@ -78,6 +91,8 @@ class HeldOutEvaluator:
         self.config, self.tokenizer, self.logger = config, tokenizer, logger
         self.tasks = pool.held_out(config.train.eval_trials)
         self.last_rows: dict[str, list[dict]] = {}
+        #: Also sends each evaluation's metrics elsewhere (the `train.report_to` trackers): (step, metrics).
+        self.report: Callable[[int, dict], None] | None = None
 
     def __call__(self, model: Any, step: int, log: bool = True) -> dict[str, float]:
         agent = make_hf_agent(model, self.tokenizer, self.config)
@@ -89,7 +104,24 @@ class HeldOutEvaluator:
             metrics.update(summarize(self.last_rows["greedy"], "eval/greedy"))
         if log:
             self.logger.log_metrics(step, metrics)
+            if self.report is not None:
+                self.report(step, metrics)
         return metrics
+
+
+def _report_to_trackers(trainer: Any, step: int, metrics: dict[str, float]) -> None:
+    """Held-out metrics to the `train.report_to` trackers, the way transformers reports its own evaluations.
+
+    Only the tracker callbacks get them (`MetricsLogger` has them already); keys become `eval_<name>`,
+    which the W&B and Trackio callbacks show as `eval/<name>`, like `Trainer.evaluate`'s.
+    """
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    trackers = tuple(INTEGRATION_TO_CALLBACK.values())
+    logs = {"eval_" + key.removeprefix("eval/"): value for key, value in metrics.items()}
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, trackers):
+            callback.on_log(trainer.args, trainer.state, trainer.control, logs=logs, model=trainer.model)
 
 
 def _warm_start(config: OrbitConfig, pool: TaskPool, model: Any, tokenizer: Any, logger: MetricsLogger,
@@ -125,6 +157,7 @@ def train(config: OrbitConfig) -> Path:
     warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6.*", category=FutureWarning)
     torch.set_num_threads(config.train.cpu_threads)
     torch.manual_seed(config.train.seed)
+    envs.import_modules(config.imports)
     output_dir = Path(config.output_dir)
     checkpoint = _prepare_output_dir(config, output_dir)
     imitation = checkpointing.imitation_directory(output_dir) if config.resume else None
@@ -145,6 +178,8 @@ def train(config: OrbitConfig) -> Path:
         _LogAndEvaluate(logger, lambda step: evaluate(trainer.model, step), config.train.eval_every,
                         config.train.max_steps),
     ])
+    if config.train.report_to != "none":
+        evaluate.report = lambda step, metrics: _report_to_trackers(trainer, step, metrics)
     if checkpoint is None:
         evaluate(trainer.model, 0)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -194,45 +229,75 @@ def _print_summary(evaluate: HeldOutEvaluator, output_dir: Path, final: Path) ->
     print(f"model:      {final}")
 
 
-def main(argv: Sequence[str] | None = None) -> Path | None:
-    """Train from command-line style overrides (default: `sys.argv[1:]`); see the module docstring.
+def check_startup(config: OrbitConfig) -> OrbitConfig:
+    """What a run needs before any model loads: its env modules import, its ids resolve, its imitation has
+    a baseline, `train.extra` names GRPOConfig fields and the tracker is installed.
 
-    `--cfg` prints the composed config and exits; `--help` lists the config groups. Run from the
-    command line, a config error ends the process with its message (naming the key and the allowed
-    values) instead of a traceback; called from Python, it raises.
+    A `module:ns/Id-v0` env id is imported and kept bare (the module joins `imports`).
+
+    Raises:
+        ConfigError: naming the key and the fix.
+    """
+    try:
+        envs.import_modules(config.imports)
+        if config.env.id is not None:
+            module, _ = envs.split_env_id(config.env.id)
+            config.env.id = envs.resolve_env_id(config.env.id)
+            if module and module not in config.imports:
+                config.imports.append(module)
+        pool = TaskPool.from_config(config.env)
+        if config.imitate_first:
+            for source in pool.sources:
+                name = config.env.sft_agent or default_sft_agent(source.env_id)
+                if name not in agents.baseline_names(source.env_id):
+                    raise ValueError(f"env.sft_agent={name!r} has no baseline on {source.env_id}; "
+                                     f"available: {agents.baseline_names(source.env_id)}")
+        check_grpo_extra(config.train.extra, set(_typed_grpo_kwargs(config, Path(config.output_dir))))
+    except (ValueError, FileNotFoundError) as error:
+        raise ConfigError(str(error)) from None
+    if config.train.report_to != "none" and importlib.util.find_spec(config.train.report_to) is None:
+        raise ConfigError(f"train.report_to={config.train.report_to} needs the {config.train.report_to} package: "
+                          f"pip install {config.train.report_to} (trackio also comes with icl-arena[track])")
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> Path | None:
+    """Train from command-line style overrides; see the module docstring.
+
+    Called with a list (tests, notebooks), it composes them (`load_config`), checks them
+    (`check_startup`) and trains, raising on a bad config. Called without arguments it is the command
+    line, a regular Hydra app: `-m` sweeps (one run per point under `outputs/orbit/multirun/<time>/<n>`),
+    `--cfg job`, `--help`, `hydra.run.dir=...`, `hydra/launcher=...`; a bad config prints one message and
+    exits with code 2 (`configs.cli.run`).
 
     Returns:
-        The directory of the final model (None for `--cfg` and `--help`).
+        The directory of the final model (None from the command line).
     """
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if {"-h", "--help"} & set(arguments):
-        print(_usage())
+    if argv is None:
+        run(_app, prog="python -m trainers.orbit", schema=OrbitConfig, rewrite=resolve_env_overrides)
         return None
-    overrides = [argument for argument in arguments if argument != "--cfg"]
-    try:
-        config = load_config(overrides)
-    except (ValueError, ConfigCompositionException) as error:
-        if argv is not None:
-            raise
-        cause = f"\n{str(error.__cause__).splitlines()[0]}" if error.__cause__ else ""
-        raise SystemExit(f"python -m trainers.orbit: {error}{cause}\n(`python -m trainers.orbit --cfg` prints "
-                         "every key; `--help` lists the config groups)") from None
-    if "--cfg" in arguments:
-        print(OmegaConf.to_yaml(OmegaConf.structured(config)))
-        return None
+    return _train_and_time(check_startup(load_config(argv)))
+
+
+def _train_and_time(config: OrbitConfig) -> Path:
     started = time.perf_counter()
     final = train(config)
     print(f"done in {time.perf_counter() - started:.0f} s")
     return final
 
 
-def _usage() -> str:
-    groups = []
-    for group in ("env", "model", "train", "distill", "teacher", "selection", "optim"):
-        names = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
-        groups.append(f"  {group}=: {', '.join(names)}")
-    return (f"{__doc__.strip()}\n\nConfig groups (files in {CONFIG_DIR}):\n" + "\n".join(groups) +
-            "\n  env=<any registered gymnasium id>\n\nEvery key: python -m trainers.orbit --cfg")
+register_configs()  # the schemas the YAML files extend, before Hydra composes anything
+
+
+@hydra.main(version_base="1.3", config_path="pkg://configs", config_name="orbit")
+def _app(composed: DictConfig) -> None:
+    config = typed_config(composed)
+    runtime = HydraConfig.get()
+    # The run's directory is Hydra's job directory (`hydra.run.dir`, which follows `output_dir`, or a sweep's
+    # `<sweep dir>/<job number>`) unless `output_dir=` is given, which always wins.
+    if not any(override.lstrip("+~").partition("=")[0] == "output_dir" for override in runtime.overrides.task):
+        config.output_dir = runtime.runtime.output_dir
+    _train_and_time(check_startup(config))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,9 @@ distillation (`trainers.opd_config`).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig, check_opd, register_opd_configs
 from trainers.optim_config import OptimConfig, register_optim_configs
@@ -42,6 +41,7 @@ __all__ = [
     "REWARD_NAMES",
     "CREDIT_MODES",
     "CREDIT_BASELINES",
+    "REPORT_TO",
 ]
 
 MODEL_KINDS = ("tiny", "hf")
@@ -58,6 +58,8 @@ CREDIT_MODES = ("trial", "episode")
 #: Baseline of per-episode credit: the group's mean, or the oracle's per-episode reward.
 CREDIT_BASELINES = ("group", "oracle")
 TINY_SIZES = ("S", "M")
+# Trackers `train.report_to` accepts (transformers' integrations of the same names).
+REPORT_TO = ("none", "tensorboard", "wandb", "trackio")
 #: The repository's Hydra configs (`orbit.yaml` and the `env/`, `model/`, `train/` groups).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -323,9 +325,16 @@ class TrainConfig:
     env_executor: str = "local"
     #: The Ray cluster of `train.env_executor=ray`.
     ray: RayEnvConfig = field(default_factory=RayEnvConfig)
+    #: Experiment tracker of TRL's metrics and the held-out evaluations (TRL's `report_to`): `tensorboard`,
+    #: `wandb` (offline with WANDB_MODE=offline), `trackio` (local), or `none` (metrics.jsonl and the plots only).
+    report_to: str = "none"
+    #: Any other `trl.GRPOConfig` field, passed through (`train.extra.top_p=0.9`, `train.extra.project=my_project`);
+    #: checked against GRPOConfig's fields at start-up, and refused where a typed key above sets it.
+    extra: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         _allowed("train.init", self.init, INIT_MODES)
+        _allowed("train.report_to", self.report_to, REPORT_TO)
         _allowed("train.lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
         _allowed("train.loss_type", self.loss_type, LOSS_TYPES)
         _allowed("train.scale_rewards", self.scale_rewards, SCALE_REWARDS)
@@ -370,6 +379,8 @@ class OrbitConfig:
     output_dir: str = "outputs/orbit"
     #: Continue from the last checkpoint in `output_dir` (its config must match this one).
     resume: bool = False
+    #: Modules to import first, for envs that register on import (`imports=[my_pkg.envs]`).
+    imports: List[str] = field(default_factory=list)
     #: On-policy distillation loss (`distill=opd`); `none` trains with GRPO alone.
     distill: DistillConfig = field(default_factory=DistillConfig)
     #: The teacher that scores the student's tokens when distilling (`teacher=model|self`).
@@ -380,6 +391,8 @@ class OrbitConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self):
+        if not str(self.output_dir).strip():
+            raise ValueError("output_dir is empty; name a directory (output_dir=outputs/my_run), or leave it out")
         check_opd(self.distill, self.teacher, self.selection)
 
     @property
@@ -396,35 +409,22 @@ def load_config(overrides: Sequence[str] = ()) -> OrbitConfig:
     """Compose `configs/orbit.yaml` with command-line style overrides into a validated `OrbitConfig`.
 
     `env=<id>` with a registered gymnasium id (a value with `/` that names no file in `configs/env/`)
-    means `env=gym env.id=<id>`.
+    means `env=gym env.id=<id>`. The checks are the command line's (`configs.cli`): unknown keys (`+`
+    ones too) with the closest valid name, the dataclasses' own, finite numbers.
 
     Raises:
         hydra.errors.ConfigCompositionException / omegaconf errors: an unknown key or group option, by name.
-        ValueError: a bad value, naming the key and the allowed values.
+        ValueError: a bad value, naming the key and the allowed values (`configs.cli.ConfigError`).
     """
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    from hydra import compose, initialize_config_module
+
+    from configs.cli import free_form_overrides, typed_config
 
     register_configs()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        composed = compose(config_name="orbit", overrides=resolve_env_overrides(overrides))
-    _reject_unknown_keys(composed)
-    return OmegaConf.to_object(composed)
-
-
-def _reject_unknown_keys(composed: Any) -> None:
-    """A key forced in with `+key=value` would be dropped silently by the dataclass; refuse it instead."""
-    sections = {"": OrbitConfig, "env": EnvConfig, "model": ModelConfig, "train": TrainConfig,
-                "distill": DistillConfig, "teacher": TeacherConfig, "selection": SelectionConfig,
-                "optim": OptimConfig}
-    for section, schema in sections.items():
-        node = composed[section] if section else composed
-        known = {field.name for field in dataclasses.fields(schema)}
-        unknown = sorted(set(node.keys()) - known - {"hydra"})
-        if unknown:
-            where = f"{section}." if section else ""
-            raise ValueError(f"unknown key(s) {[where + key for key in unknown]}; allowed in "
-                             f"{section or 'the top level'}: {sorted(known)}")
+    overrides = free_form_overrides(resolve_env_overrides(overrides), OrbitConfig)
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        composed = compose(config_name="orbit", overrides=overrides)
+    return typed_config(composed)
 
 
 def resolve_env_overrides(overrides: Sequence[str]) -> list[str]:

@@ -26,20 +26,29 @@ from trainers.tasks import TaskPool
 from trainers.turns import annotator_for
 from trainers.vllm_generation import make_vllm_agent, vllm_grpo_kwargs
 
-__all__ = ["OrbitTrainer", "grpo_args", "task_dataset", "make_hf_agent", "load_policy"]
+__all__ = ["OrbitTrainer", "grpo_args", "check_grpo_extra", "task_dataset", "make_hf_agent", "load_policy"]
 
 _CHECKPOINTING_FLAG = ("activation_checkpointing" if "activation_checkpointing" in
                        {field.name for field in dataclasses.fields(GRPOConfig)} else "gradient_checkpointing")
 
 
 def grpo_args(config: OrbitConfig, output_dir: Path) -> GRPOConfig:
-    """TRL's `GRPOConfig` for `config`: one generation batch per optimizer step, no reference model."""
+    """TRL's `GRPOConfig` for `config`: one generation batch per optimizer step, no reference model.
+
+    `train.extra` adds any other GRPOConfig field (`check_grpo_extra`).
+    """
+    typed = _typed_grpo_kwargs(config, output_dir)
+    return GRPOConfig(**typed, **check_grpo_extra(config.train.extra, set(typed)))
+
+
+def _typed_grpo_kwargs(config: OrbitConfig, output_dir: Path) -> dict[str, Any]:
+    """The GRPOConfig arguments the typed keys decide."""
     train = config.train
     cuda = torch.cuda.is_available()
     batch = train.tasks_per_step * train.num_generations
     # transformers >= 5.24 renamed gradient_checkpointing (TRL turns it on by default; off here: tiny models).
     checkpointing = {_CHECKPOINTING_FLAG: False}
-    return GRPOConfig(
+    return dict(
         **checkpointing,
         output_dir=str(output_dir),
         max_steps=train.max_steps,
@@ -65,7 +74,7 @@ def grpo_args(config: OrbitConfig, output_dir: Path) -> GRPOConfig:
         save_strategy="steps",
         save_steps=train.save_every,
         save_total_limit=train.save_total_limit,
-        report_to="none",
+        report_to=train.report_to,
         disable_tqdm=True,  # the run's own progress bar (MetricsLogger) shows the namespaced metrics
         use_cpu=not cuda,
         bf16=cuda and torch.cuda.is_bf16_supported(),
@@ -73,6 +82,32 @@ def grpo_args(config: OrbitConfig, output_dir: Path) -> GRPOConfig:
         log_completions=False,
         **vllm_grpo_kwargs(train),  # train.generation=vllm|vllm_server: TRL builds and syncs the engine
     )
+
+
+def check_grpo_extra(extra: dict[str, Any], typed: set[str]) -> dict[str, Any]:
+    """`train.extra`, checked: every key a `GRPOConfig` field, none of those the typed keys set.
+
+    Args:
+        extra: the pass-through fields.
+        typed: the GRPOConfig fields `grpo_args` sets from typed keys.
+
+    Raises:
+        ValueError: naming an unknown field (with the closest one) or a field a typed key owns.
+    """
+    from configs.cli import ConfigError, closest
+
+    names = [field.name for field in dataclasses.fields(GRPOConfig) if field.init]
+    for key in extra:
+        if key not in names:
+            suggestion = closest(key, names)
+            hint = f"; did you mean `train.extra.{suggestion}`?" if suggestion else ""
+            raise ConfigError(f"train.extra.{key} is no field of trl.GRPOConfig{hint} (its fields: "
+                              "`python -c 'import trl; help(trl.GRPOConfig)'`)")
+    owned = sorted(set(extra) & typed)
+    if owned:
+        raise ConfigError(f"train.extra.{owned[0]} is set from a typed key of the config; set that key instead "
+                          "(`python -m trainers.orbit --cfg job` lists them)")
+    return dict(extra)
 
 
 def task_dataset(pool: TaskPool):

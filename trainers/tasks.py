@@ -80,12 +80,12 @@ def resolve_taskset_path(path: str) -> Path:
     raise FileNotFoundError(f"env.taskset={path!r}: no such file here or under {_REPO_ROOT}")
 
 
-def _check_registered(env_id: str) -> None:
-    if env_id not in gym.registry:
-        raise ValueError(
-            f"env.id={env_id!r} is not a registered gymnasium id; `python -m envs list` prints the icl ids, "
-            "and your own env must be registered (envs.register or gymnasium.register) before training"
-        )
+def _check_registered(env_id: str) -> str:
+    """The bare id of `env.id` (a `module:` prefix is imported); an unregistered id names the fix."""
+    try:
+        return envs.resolve_env_id(env_id)
+    except ValueError as error:
+        raise ValueError(f"env.id: {error}") from None
 
 
 class TaskPool:
@@ -113,13 +113,13 @@ class TaskPool:
                 `kwargs`) combined with a task set, which sets them per task.
         """
         if config.taskset is None:
-            _check_registered(config.id)
+            env_id = _check_registered(config.id)
             kwargs: dict[str, Any] = dict(config.kwargs)
             for key, value in (("episodes", config.episodes), ("max_turns", config.max_turns),
                                ("total_step_cap", config.total_step_cap)):
                 if value is not None:
                     kwargs[key] = value
-            return cls([TaskSource(config.id, config.id, kwargs, config.train_size, config.test_size)])
+            return cls([TaskSource(env_id, env_id, kwargs, config.train_size, config.test_size)])
         per_id = {key: getattr(config, key) for key in ("episodes", "max_turns", "total_step_cap") if getattr(config, key)}
         if config.kwargs:
             per_id["kwargs"] = config.kwargs

@@ -91,7 +91,7 @@ def test_unknown_key_fails_with_its_name():
     with pytest.raises(ConfigCompositionException) as caught:
         load_config(["train.learning_rate=0.1"])
     assert "learning_rate" in str(caught.value.__cause__ or caught.value)
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['env.max_guesses'\]; allowed in env: \['episodes'"):
+    with pytest.raises(ValueError, match=r"unknown key `env.max_guesses`; did you mean `env.max_turns`\? \(keys of `env`"):
         load_config(["+env.max_guesses=4"])  # forced in with +: refused, not silently dropped
 
 
