@@ -142,7 +142,7 @@ def train(config: OrbitConfig) -> Path:
 
     trainer_class = OPDTrainer if config.distill.enabled else OrbitTrainer
     trainer = trainer_class(model, tokenizer, pool, config, output_dir=output_dir, callbacks=[
-        checkpointing.ConfigSnapshot(config),
+        checkpointing.ConfigSnapshot(config), checkpointing.ScheduleOnResume(),
         _LogAndEvaluate(logger, lambda step: evaluate(trainer.model, step), config.train.eval_every,
                         config.train.max_steps),
     ])

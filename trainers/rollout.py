@@ -116,6 +116,7 @@ class OrbitRollout:
             per model object and cached.
         mask_truncated: exclude trials cut by the token budget (reward None, agent mask zeroed).
         on_metrics: receives `rollout/...` metrics of every call (the trainer logs them).
+        generation_batch_size: trials played at once (their KV caches are held together); None: all of a call.
     """
 
     def __init__(
@@ -125,11 +126,13 @@ class OrbitRollout:
         *,
         mask_truncated: bool = False,
         on_metrics: Callable[[dict[str, float]], None] | None = None,
+        generation_batch_size: int | None = None,
     ):
         self.pool = pool
         self.make_agent = make_agent
         self.mask_truncated = bool(mask_truncated)
         self.on_metrics = on_metrics
+        self.generation_batch_size = generation_batch_size
         self._agent: Any = None
         self._agent_model: Any = None
         self._envs: dict[str, list[gym.Env]] = defaultdict(list)
@@ -183,7 +186,10 @@ class OrbitRollout:
         """Play one trial per task key with `model` and return TRL's rollout dict (see the module docstring)."""
         agent = self._agent_for(model)
         envs_batch, seeds, tasks = self.build_group_envs(keys, step)
-        trials = agent.play_batch(envs_batch, seeds)
+        chunk = self.generation_batch_size or len(envs_batch)
+        trials = []
+        for start in range(0, len(envs_batch), chunk):
+            trials += agent.play_batch(envs_batch[start : start + chunk], seeds[start : start + chunk])
         return self.to_trl(trials, list(keys), tasks, pad_id=agent.tokenizer.pad_token_id)
 
     def to_trl(self, trials: list[TokenTrial], keys: list[str], tasks: list[Task], pad_id: int) -> dict[str, list]:
