@@ -132,7 +132,7 @@ class ConfigSnapshot(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         directory = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if directory.is_dir():
+        if state.is_world_process_zero and directory.is_dir():
             save_config(directory, self.config)
         return control
 

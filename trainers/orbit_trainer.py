@@ -110,6 +110,7 @@ def grpo_args(config: OrbitConfig, output_dir: Path) -> GRPOConfig:
         dataloader_num_workers=0,
         log_completions=False,
         ddp_find_unused_parameters=False,
+        ddp_backend=None if cuda or processes == 1 else "gloo",  # CPU processes talk over gloo
     )
 
 
