@@ -112,8 +112,16 @@ def select_chat_format(
         ValueError: a template that cannot be appended to even in its training variant, naming the
             template and the keys that fix it.
     """
-    apply_chat_template_choice(tokenizer, chat_template)
+    resolved = getattr(tokenizer, "_icl_chat_template", None)  # (choice, template) chosen before
+    if resolved is None or resolved != (os.fspath(chat_template), tokenizer.chat_template):
+        apply_chat_template_choice(tokenizer, chat_template)
     kwargs = {} if enable_thinking is None else {"enable_thinking": bool(enable_thinking)}
+    chat = _select(tokenizer, system_prompt, kwargs, end_of_turn_id)
+    tokenizer._icl_chat_template = (os.fspath(chat_template), tokenizer.chat_template)
+    return chat
+
+
+def _select(tokenizer: Any, system_prompt: str, kwargs: dict, end_of_turn_id: int | None) -> ChatFormat:
     original = tokenizer.chat_template
     try:
         return ChatFormat(tokenizer, system_prompt, end_of_turn_id, template_kwargs=kwargs)

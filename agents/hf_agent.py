@@ -14,17 +14,47 @@ import inspect
 import os
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
 from agents.token_loop import Generation, SamplingSettings, TokenAgent
 
-__all__ = ["HFAgent", "HFBackend", "sample_tokens"]
+__all__ = ["HFAgent", "HFBackend", "sample_tokens", "row_exponentials"]
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix32(values: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (Wellons' lowbias32) of int64 values in [0, 2^32); products wrap, the mask keeps 32 bits."""
+    values = values ^ (values >> 16)
+    values = (values * 0x7FEB352D) & _MASK32
+    values = values ^ (values >> 15)
+    values = (values * 0x846CA68B) & _MASK32
+    return values ^ (values >> 16)
+
+
+def row_exponentials(row_seeds: torch.Tensor, counters: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Exp(1) draws for each row's next token: a pure function of (row seed, tokens the row sampled, id).
+
+    Each row has its own counter-based stream, so what a trial samples does not depend on which other
+    trials share its batch, on chunking, on the process it runs in or on the device (integer hashing is
+    exact everywhere).
+
+    Shape:
+        row_seeds (B,) and counters (B,) int64 in [0, 2^32) -> (B, V) float32.
+    """
+    key = _mix32((row_seeds ^ _mix32((counters + 0x632BE5AB) & _MASK32)) & _MASK32)  # (B,)
+    ids = _mix32((torch.arange(vocab_size, device=row_seeds.device) * 0x9E3779B9) & _MASK32)  # (V,)
+    bits = _mix32(key[:, None] ^ ids[None, :])  # (B, V)
+    uniform = ((bits >> 8).to(torch.float32) + 0.5) * 2.0**-24  # in (0, 1)
+    return -torch.log(uniform)
 
 
 def sample_tokens(
-    logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None
+    logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None,
+    exponentials: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row and return it with its log-probability under the sampling distribution.
 
@@ -33,6 +63,7 @@ def sample_tokens(
 
     The distribution is softmax(logits / temperature) restricted to the top-k ids and then to the
     smallest set whose mass reaches top_p. Greedy takes the argmax and reports untempered log-probs.
+    `exponentials` (B, V), e.g. `row_exponentials`, replace the draws from `generator`.
     """
     logits = logits.float()
     if settings.greedy:
@@ -53,7 +84,8 @@ def sample_tokens(
         log_probs = torch.log_softmax(scores, dim=-1)
         # Exponential race: argmax p / E with E ~ Exp(1) is a draw from p (filtered ids have p = 0). Same
         # law as torch.multinomial, several times faster on CPU for a (64, 2048) batch.
-        race = torch.empty_like(log_probs).exponential_(1.0, generator=generator)
+        race = exponentials if exponentials is not None else torch.empty_like(log_probs).exponential_(
+            1.0, generator=generator)
         tokens = (log_probs.exp() / race).argmax(dim=-1)
     return tokens, log_probs.gather(1, tokens[:, None]).squeeze(1)
 
@@ -74,7 +106,7 @@ class _GrowingLayer(DynamicLayer):
         buffer = getattr(self, "_key_buffer", None)
         adopted = buffer is not None and length > 0 and self.keys.data_ptr() == buffer.data_ptr()
         if buffer is None or needed > buffer.shape[-2] or buffer.shape[0] != key_states.shape[0] or (length and not adopted):
-            capacity = max(2 * needed, 256)
+            capacity = max(needed + needed // 2, 256)  # 1.5x: room for a few turns, at most half a row wasted
             self._key_buffer = self._grown(self.keys, key_states, length, capacity)
             self._value_buffer = self._grown(self.values, value_states, length, capacity)
         self._key_buffer[:, :, length:needed] = key_states
@@ -115,31 +147,61 @@ class HFBackend:
     """Batched sampling with a KV cache kept across turns (see the module docstring).
 
     Args:
-        model: a transformers causal LM (left as it is: device, dtype, train/eval mode are restored).
+        model: a transformers causal LM, or a peft model around one (left as it is: device, dtype,
+            train/eval mode are restored).
         pad_id: the id fed in padding slots (masked, never attended to).
+        autocast: run forwards under bf16 autocast (as the trainer's forwards run over float32 master
+            weights); None: when the weights are float32 on a CUDA GPU with bf16.
     """
 
-    def __init__(self, model: PreTrainedModel, pad_id: int):
+    def __init__(self, model: PreTrainedModel, pad_id: int, autocast: bool | None = None):
         self.model = model
         self.pad_id = int(pad_id)
-        parameters = inspect.signature(model.forward).parameters
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft forwards **kwargs
+        parameters = inspect.signature(base.forward).parameters
         # transformers 5.24 renamed `past_key_values` to `cache`; the project supports 5.17 and later.
         self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
         self._logits_to_keep = "logits_to_keep" in parameters
+        if autocast is None:
+            weights = next(model.parameters())
+            autocast = weights.is_cuda and weights.dtype == torch.float32 and torch.cuda.is_bf16_supported()
+        self.autocast = bool(autocast)
+        #: Squeeze padding holes out of the cache between turns (`_compact`); off only to measure it.
+        self.compact = True
+        #: The most slots per row the cache has held (what bounds its memory); set it to 0 to measure anew.
+        self.peak_cache_length = 0
         self.reset(0)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def cache_length(self) -> int:
+        """Slots per row in the cache now (real ids plus padding holes); 0 when empty."""
+        return 0 if self._mask is None else int(self._mask.shape[1])
+
     def reset(self, seed: int) -> None:
-        """Forget every row and re-seed the sampling generator."""
-        self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        """Forget every row; row r then samples from the stream of (seed, r) unless `seed_rows` names another."""
+        self._seed = int(seed)
+        self._row_seeds: dict[int, int] = {}  # row -> its own sampling stream (`row_exponentials`)
+        self._row_counts: dict[int, int] = {}  # row -> ids it has sampled (the position in its stream)
         self._cache = None
         self._rows: list[int] = []
         self._mask: torch.Tensor | None = None  # (B, L): 1 for real ids in the cache, 0 for holes
         self._next_position: torch.Tensor | None = None  # (B,): position id of each row's next real id
         self._unfed: dict[int, list[int]] = {}  # each row's last sampled id, not in the cache yet
+
+    def seed_rows(self, row_seeds: dict[int, int]) -> None:
+        """Give rows their own sampling streams (e.g. from their trial seeds), whatever batch they land in."""
+        for row, seed in row_seeds.items():
+            self._row_seeds[int(row)] = int(seed) & _MASK32
+            self._row_counts[int(row)] = 0
+
+    def _row_seed(self, row: int) -> int:
+        if row not in self._row_seeds:
+            self._row_seeds[row] = int(np.random.SeedSequence([self._seed % 2**63, row]).generate_state(1)[0])
+        return self._row_seeds[row]
 
     def _start(self, rows: list[int]) -> None:
         self._cache = _new_cache(self.model.config)
@@ -162,10 +224,36 @@ class HFBackend:
         self._next_position = self._next_position.index_select(0, keep)
         self._rows = list(rows)
 
+    def _compact(self) -> None:
+        """Squeeze the padding holes out of the cache when they take over a quarter of it.
+
+        Each row's real slots move to the right end, in order, behind left padding to the longest row's
+        real length; position ids are explicit, so nothing a row attends to changes. The cache then holds
+        about each row's own context (the longest row's, rounded up), not the sum over turns of the
+        batch's longest turn and observation. Skipped for caches with other than plain full-attention
+        layers (sliding-window layers keep only their window).
+        """
+        lengths = self._mask.sum(dim=1)  # (B,)
+        width, longest = self._mask.shape[1], int(lengths.max())
+        layers = getattr(self._cache, "layers", [])
+        if width - longest <= max(64, width // 4) or not layers or not all(type(layer) is _GrowingLayer for layer in layers):
+            return
+        # For each row, the indices of its real slots, right-aligned in a (B, longest) table.
+        order = torch.argsort(self._mask, dim=1, stable=True)[:, width - longest:]  # (B, longest): holes first
+        for layer in layers:
+            if not layer.is_initialized:
+                continue
+            index = order[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[-1])
+            layer.keys = layer.keys.gather(2, index).contiguous()
+            layer.values = layer.values.gather(2, index).contiguous()
+            layer._key_buffer = layer._value_buffer = None  # the next update grows fresh buffers
+        self._mask = self._mask.gather(1, order)
+
     def _forward(self, input_ids: torch.Tensor, block_mask: torch.Tensor) -> torch.Tensor:
         """Append a (B, W) block to the cache; return the logits after each row's last slot, (B, V)."""
         positions = (self._next_position[:, None] + torch.cumsum(block_mask, dim=1) - 1).clamp(min=0)  # (B, W)
         self._mask = torch.cat([self._mask, block_mask], dim=1)  # (B, L + W)
+        self.peak_cache_length = max(self.peak_cache_length, self._mask.shape[1])
         kwargs = {self._cache_argument: self._cache, "use_cache": True}
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = 1
@@ -191,27 +279,34 @@ class HFBackend:
             blocks = [list(ids) for ids in inputs]
         else:
             self._select(rows)
+            if self.compact:
+                self._compact()
             blocks = [self._unfed.pop(row, []) + list(ids) for row, ids in zip(rows, inputs, strict=True)]
         if any(not block for block in blocks):
             raise ValueError("every row needs at least one new id to condition on")
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
                 generations = self._decode(self._forward_blocks(blocks), settings)
         finally:
             self.model.train(was_training)
         for row, generation in zip(rows, generations, strict=True):
             self._unfed[row] = generation.token_ids[-1:]
+            self._row_counts[row] = self._row_counts.get(row, 0) + len(generation.token_ids)
         return generations
 
     def _decode(self, logits: torch.Tensor, settings: SamplingSettings) -> list[Generation]:
         batch = logits.shape[0]
+        seeds = torch.tensor([self._row_seed(row) for row in self._rows], dtype=torch.long, device=self.device)
+        counts = torch.tensor([self._row_counts.get(row, 0) for row in self._rows], dtype=torch.long,
+                              device=self.device)  # (B,)
         stop_ids = torch.tensor(settings.stop_ids, dtype=torch.long, device=self.device)
         live = torch.ones(batch, dtype=torch.bool, device=self.device)
         steps_tokens, steps_logprobs, steps_live = [], [], []
         for step in range(settings.max_new_tokens):
-            tokens, logprobs = sample_tokens(logits, settings, self.generator)  # (B,), (B,)
+            draws = None if settings.greedy else row_exponentials(seeds, counts + step, logits.shape[-1])  # (B, V)
+            tokens, logprobs = sample_tokens(logits, settings, None, draws)  # (B,), (B,)
             steps_tokens.append(tokens)
             steps_logprobs.append(logprobs)
             steps_live.append(live)
@@ -249,6 +344,7 @@ class HFAgent(TokenAgent):
         device: where to run; default the loaded model's device, or CUDA when available for a path.
         model_kwargs: extra `from_pretrained` arguments (e.g. `{"dtype": torch.bfloat16}`).
         chat_template, enable_thinking: see `agents.token_loop.TokenAgent`.
+        autocast: bf16 autocast of generation (see `HFBackend`); None: for float32 weights on a CUDA GPU.
 
     Example:
         >>> import gymnasium as gym, envs
@@ -274,6 +370,7 @@ class HFAgent(TokenAgent):
         model_kwargs: dict | None = None,
         chat_template: str = "auto",
         enable_thinking: bool | None = None,
+        autocast: bool | None = None,
     ):
         if isinstance(model, (str, os.PathLike)):
             path = os.fspath(model)
@@ -293,7 +390,7 @@ class HFAgent(TokenAgent):
         self.model = model
         super().__init__(
             tokenizer,
-            HFBackend(model, pad_id),
+            HFBackend(model, pad_id, autocast),
             context=context,
             system_prompt=system_prompt,
             temperature=temperature,

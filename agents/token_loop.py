@@ -204,6 +204,10 @@ class GenerationBackend(Protocol):
     `inputs[i]` to row `rows[i]`'s context (after the ids that row sampled in its previous call, which
     the backend remembers itself), samples one turn per row and returns it; rows it held that are not
     in `rows` are finished and may be dropped. With `fresh=True` every context restarts as `inputs[i]`.
+
+    Optional: `seed_rows({row: seed})`, called after `reset`, gives each row its own sampling stream, so a
+    trial samples the same ids whichever trials share its batch, chunk or process (`HFBackend` does;
+    vLLM's per-request `SamplingParams.seed` is the natural match). `TokenAgent` calls it when present.
     """
 
     def reset(self, seed: int) -> None: ...
@@ -409,9 +413,11 @@ class TokenAgent:
             seeds: the reset seed of each env.
             greedy: argmax decoding instead of sampling (log-probs are then those of the untempered
                 distribution).
-            sampling_seed: seed of the sampling stream; default derived from the agent's seed and
-                `seeds`, so the same seeds give the same `TokenTrial`s. Rows sharing a seed (a GRPO
-                group of one task) still sample differently: they draw from one batch stream.
+            sampling_seed: seed of the batch's sampling streams (row i: the stream of (seed, i), as
+                `reset(seed)` then `act` samples row 0). Default: a backend with `seed_rows` (HF) gives
+                each trial its own stream from (the agent's seed, its trial seed, the occurrence of that
+                trial seed in `seeds`), so a trial's tokens do not depend on the other trials of the
+                batch, its chunk or its process; rows sharing a seed (a GRPO group of one task) still differ.
             progress: show a progress bar of turns (tqdm).
 
         Returns:
@@ -419,10 +425,20 @@ class TokenAgent:
         """
         if len(envs) != len(seeds):
             raise ValueError(f"got {len(envs)} envs but {len(seeds)} seeds; pass one seed per env")
+        per_trial = sampling_seed is None
         if sampling_seed is None:
             sampling_seed = int(np.random.SeedSequence([self.seed, *(int(s) for s in seeds)]).generate_state(1)[0])
         self._trial = None
         self.backend.reset(int(sampling_seed))
+        if per_trial and hasattr(self.backend, "seed_rows"):
+            # One stream per trial, from (agent seed, trial seed, how often that seed came before in this call).
+            seen: dict[int, int] = {}
+            row_seeds = {}
+            for index, seed in enumerate(seeds):
+                occurrence = seen[int(seed)] = seen.get(int(seed), -1) + 1
+                row_seeds[index] = int(np.random.SeedSequence(
+                    [self.seed % 2**63, int(seed) % 2**63, occurrence]).generate_state(1)[0])
+            self.backend.seed_rows(row_seeds)
         settings = replace(self.settings, greedy=bool(greedy))
         fresh = self.context != "full"
         trials = []

@@ -35,6 +35,7 @@ __all__ = [
     "check_resumable",
     "imitation_directory",
     "save_imitation",
+    "ScheduleOnResume",
 ]
 
 CONFIG_FILE = "orbit_config.yaml"
@@ -131,6 +132,33 @@ class ConfigSnapshot(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         directory = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if directory.is_dir():
+        if state.is_world_process_zero and directory.is_dir():
             save_config(directory, self.config)
+        return control
+
+
+class ScheduleOnResume(TrainerCallback):
+    """On resume, starts the optimizer at the learning rate the schedule gives the resumed step, and says so.
+
+    transformers restores the optimizer's last learning rate with its state (0 at the end of a decayed
+    schedule) and only then steps the scheduler, which is rebuilt for the new `train.max_steps`: the first
+    resumed step ran at the old end value and the next jumped to the new schedule's. This sets every
+    parameter group to the new schedule's value at the resumed step before it runs, and prints a line when
+    that differs from where the checkpoint left off (a decaying schedule over a longer `train.max_steps`).
+    """
+
+    def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        lambdas = getattr(lr_scheduler, "lr_lambdas", None)
+        if not state.global_step or optimizer is None or lambdas is None:
+            return control
+        step = lr_scheduler.last_epoch
+        before = [group["lr"] for group in optimizer.param_groups]
+        after = [base * schedule(step) for base, schedule in zip(lr_scheduler.base_lrs, lambdas, strict=True)]
+        for group, value in zip(optimizer.param_groups, after, strict=True):
+            group["lr"] = value
+        lr_scheduler._last_lr = list(after)
+        if state.is_world_process_zero and any(abs(a - b) > 1e-12 * max(abs(b), 1e-30) for a, b in zip(after, before, strict=True)):
+            print(f"resume: train.lr_scheduler={args.lr_scheduler_type} now spans train.max_steps={args.max_steps}; "
+                  f"the learning rate of step {state.global_step + 1} is {after[0]:.3g} (the checkpoint ended at "
+                  f"{before[0]:.3g}) and follows the {args.lr_scheduler_type} schedule to step {args.max_steps}")
         return control

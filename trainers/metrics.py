@@ -75,11 +75,16 @@ class MetricsLogger:
         total_steps: GRPO steps, for the progress bar.
         tensorboard: write TensorBoard events to `<output_dir>/tensorboard` (needs the `tensorboard` package).
         progress: show the progress bar.
+        enabled: false on every process but the main one of a multi-process run: nothing is written or shown.
     """
 
-    def __init__(self, output_dir: str | os.PathLike, total_steps: int, tensorboard: bool = True, progress: bool = True):
+    def __init__(self, output_dir: str | os.PathLike, total_steps: int, tensorboard: bool = True, progress: bool = True,
+                 enabled: bool = True):
+        self.enabled = bool(enabled)
+        tensorboard, progress = tensorboard and self.enabled, progress and self.enabled
         self.output_dir = Path(output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.enabled:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.output_dir / METRICS_FILE
         self._writer = None
         if tensorboard:
@@ -97,6 +102,8 @@ class MetricsLogger:
         A resumed run rewrites what follows its checkpoint, so its file ends up equal to an
         uninterrupted run's.
         """
+        if not self.enabled:
+            return
         kept = [
             row for row in read_metrics(self.output_dir)
             if (row.get("phase") == "sft" and keep_imitation)
@@ -108,7 +115,7 @@ class MetricsLogger:
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         """Log `metrics` at `step` everywhere; `sft/...` keys count imitation steps, the rest GRPO steps."""
-        if not metrics:
+        if not metrics or not self.enabled:
             return
         phase = next(iter(metrics)).split("/", 1)[0]
         row = {"step": int(step), "phase": phase if phase in _PHASES else "train"}
@@ -138,7 +145,7 @@ class MetricsLogger:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        rows = [row for row in read_metrics(self.output_dir) if row.get("phase") == "eval"]
+        rows = [row for row in read_metrics(self.output_dir) if row.get("phase") == "eval"] if self.enabled else []
         written = []
         if not rows:
             return written

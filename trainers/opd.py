@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from accelerate.utils import is_peft_model
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -44,6 +45,7 @@ from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig, c
 from trainers.orbit_trainer import OrbitTrainer
 
 __all__ = [
+    "AdapterFreeBase",
     "OPDTrainer",
     "SELF_TEACHER_FILE",
     "STATS_CHUNK_ROWS",
@@ -273,6 +275,36 @@ def load_teacher(config: TeacherConfig, student: torch.nn.Module, tokenizer: Any
     teacher.eval()
     teacher.requires_grad_(False)
     return teacher
+
+
+class AdapterFreeBase:
+    """A LoRA student seen with its adapters disabled: the frozen base weights, shared with the student.
+
+    The `self` teacher of a peft student (`model.lora.r > 0`): no second copy of the weights, and nothing
+    to re-sync (the base never trains). It offers what `kernels.final_hidden_and_head` reads.
+    """
+
+    def __init__(self, student: Any):
+        self.student = student
+        self.config = student.config
+
+    def get_decoder(self) -> Callable[..., Any]:
+        """The student's decoder, run with the adapters disabled."""
+        student, decoder = self.student, self.student.get_decoder()
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with student.disable_adapter():
+                return decoder(*args, **kwargs)
+
+        return run
+
+    def get_output_embeddings(self) -> torch.nn.Module:
+        """The student's LM head (peft's `all-linear` leaves it without adapters)."""
+        return self.student.get_output_embeddings()
+
+    def parameters(self):
+        """The student's parameters (for their device)."""
+        return self.student.parameters()
 
 
 @torch.no_grad()
@@ -526,6 +558,10 @@ class OPDTrainer(OrbitTrainer):
         self.selection = selection if selection is not None else config.selection
         check_opd(self.distill, self.teacher_config, self.selection)
         super().__init__(model, tokenizer, pool, config, output_dir=output_dir, **kwargs)
+        # A LoRA student's `self` teacher is its own base with adapters disabled: no copy, nothing to sync.
+        self._teacher_is_base = teacher is None and self.teacher_config.kind == "self" and is_peft_model(self.model)
+        if self._teacher_is_base:
+            teacher = AdapterFreeBase(self.model)
         if teacher is None and self.teacher_config.backend == "hf":
             teacher = load_teacher(self.teacher_config, model, tokenizer)
         self.teacher = teacher  # None for a `vllm_server` teacher: it lives behind `teacher_topk`
@@ -544,7 +580,7 @@ class OPDTrainer(OrbitTrainer):
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         """Transformers' checkpoint, plus a `self` teacher's weights and sync step (they are not the student's)."""
         super()._save_checkpoint(model, trial)
-        if self.teacher_config.kind == "self" and self.args.should_save:
+        if self.teacher_config.kind == "self" and self.args.should_save and not self._teacher_is_base:
             directory = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             # Copies on the CPU: tied weights share storage, which safetensors refuses to write twice.
             weights = {name: tensor.detach().to("cpu", copy=True) for name, tensor in self.teacher.state_dict().items()}
@@ -555,7 +591,7 @@ class OPDTrainer(OrbitTrainer):
         steps distill towards the same weights as the uninterrupted run's."""
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         path = Path(resume_from_checkpoint) / SELF_TEACHER_FILE
-        if self.teacher_config.kind == "self" and path.is_file():
+        if self.teacher_config.kind == "self" and path.is_file() and not self._teacher_is_base:
             with safe_open(str(path), framework="pt") as handle:
                 self._synced_at = int(handle.metadata()["synced_at"])
             device = next(self.teacher.parameters()).device
@@ -587,7 +623,8 @@ class OPDTrainer(OrbitTrainer):
         """The OPD loss of one micro-batch, scaled for gradient accumulation, with its metrics recorded."""
         student = self.accelerator.unwrap_model(model)
         step = int(self.state.global_step)
-        if self.teacher_config.kind == "self" and step - self._synced_at >= self.teacher_config.sync_every:
+        if (self.teacher_config.kind == "self" and not self._teacher_is_base
+                and step - self._synced_at >= self.teacher_config.sync_every):
             sync_teacher(self.teacher, student)
             self._synced_at = step
         micro_batch = self._micro_batch[1] + 1 if self._micro_batch[0] == step else 0

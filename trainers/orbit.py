@@ -27,7 +27,7 @@ from transformers.utils import logging as transformers_logging
 import agents
 import envs
 from configs.cli import ConfigError, run, typed_config
-from trainers import checkpointing
+from trainers import checkpointing, distributed
 from trainers.evaluation import episode_table, evaluate_model, summarize
 from trainers.metrics import MetricsLogger, namespaced
 from trainers.orbit_config import CONFIG_DIR, OrbitConfig, load_config, register_configs, resolve_env_overrides
@@ -97,10 +97,13 @@ class HeldOutEvaluator:
     def __call__(self, model: Any, step: int, log: bool = True) -> dict[str, float]:
         agent = make_hf_agent(model, self.tokenizer, self.config)
         batch_size = self.config.train.eval_batch_size
-        self.last_rows = {"t=1": evaluate_model(agent, self.tasks, batch_size=batch_size)}
+        # Several processes play a share of the tasks each and all get every row (`trainers.distributed`).
+        self.last_rows = {"t=1": distributed.sharded(
+            self.tasks, lambda tasks: evaluate_model(agent, tasks, batch_size=batch_size))}
         metrics = summarize(self.last_rows["t=1"], "eval")
         if self.config.train.eval_greedy:
-            self.last_rows["greedy"] = evaluate_model(agent, self.tasks, greedy=True, batch_size=batch_size)
+            self.last_rows["greedy"] = distributed.sharded(
+                self.tasks, lambda tasks: evaluate_model(agent, tasks, greedy=True, batch_size=batch_size))
             metrics.update(summarize(self.last_rows["greedy"], "eval/greedy"))
         if log:
             self.logger.log_metrics(step, metrics)
@@ -161,20 +164,24 @@ def train(config: OrbitConfig) -> Path:
     output_dir = Path(config.output_dir)
     checkpoint = _prepare_output_dir(config, output_dir)
     imitation = checkpointing.imitation_directory(output_dir) if config.resume else None
+    distributed.barrier()  # every process has checked the directory before the main one writes to it
 
+    main_process = distributed.is_main_process()  # the only one that writes the run's files
     pool = TaskPool.from_config(config.env)
-    logger = MetricsLogger(output_dir, config.train.max_steps)
+    logger = MetricsLogger(output_dir, config.train.max_steps, enabled=main_process)
     logger.truncate(None if checkpoint is None else int(checkpoint.name.split("-")[-1]), keep_imitation=imitation is not None)
     model, tokenizer = load_policy(config, imitation)
     if config.imitate_first and imitation is None:
-        _warm_start(config, pool, model, tokenizer, logger, output_dir)
+        if main_process:  # imitation runs once; the other processes load its save
+            _warm_start(config, pool, model, tokenizer, logger, output_dir)
+        distributed.barrier()
         # Reloaded from its save, as a resumed run loads it: the policy's name_or_path then points at the
         # imitation model, which is what TRL copies as the reference model when train.beta > 0.
         model, tokenizer = load_policy(config, checkpointing.imitation_directory(output_dir))
     evaluate = HeldOutEvaluator(config, pool, tokenizer, logger)
 
     trainer = trainer_class(config)(model, tokenizer, pool, config, output_dir=output_dir, callbacks=[
-        checkpointing.ConfigSnapshot(config),
+        checkpointing.ConfigSnapshot(config), checkpointing.ScheduleOnResume(),
         _LogAndEvaluate(logger, lambda step: evaluate(trainer.model, step), config.train.eval_every,
                         config.train.max_steps),
     ])
@@ -187,10 +194,12 @@ def train(config: OrbitConfig) -> Path:
     if not evaluate.last_rows:  # resumed at or past max_steps: no step ran, so evaluate for the table only
         evaluate(trainer.model, trainer.state.global_step, log=False)
     final = output_dir / "final"
-    trainer.save_model(str(final))
-    checkpointing.save_config(final, config)
+    trainer.save_model(str(final))  # transformers writes from the main process only
     logger.close()
-    _print_summary(evaluate, output_dir, final)
+    if main_process:
+        checkpointing.save_config(final, config)
+        _print_summary(evaluate, output_dir, final)
+    distributed.barrier()
     return final
 
 

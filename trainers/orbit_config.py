@@ -38,6 +38,8 @@ __all__ = [
     "SCALE_REWARDS",
     "LR_SCHEDULERS",
     "DTYPES",
+    "MIXED_PRECISION",
+    "LoraConfig",
     "REWARD_NAMES",
     "CREDIT_MODES",
     "CREDIT_BASELINES",
@@ -51,6 +53,7 @@ LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vesp
 SCALE_REWARDS = ("group", "batch", "none")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+MIXED_PRECISION = ("auto", "bf16", "no")
 # Kept in step with `trainers.rewards.REWARDS` (a test checks); listed here so the config imports no torch.
 REWARD_NAMES = ("successes", "episode_return", "negative_regret")
 #: `trial`: one advantage per trial (ORBIT); `episode`: one per episode on that episode's tokens (`trainers.credit`).
@@ -117,6 +120,35 @@ class EnvConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters through peft (TRL's `peft_config`); `model.lora.r=0` trains every weight."""
+
+    #: Adapter rank; 0 turns LoRA off (full fine-tuning).
+    r: int = 0
+    #: LoRA scaling numerator (the update is scaled by alpha / r).
+    alpha: float = 32.0
+    #: Dropout on the adapters' input.
+    dropout: float = 0.0
+    #: Module names (suffixes) that get adapters; `all-linear` is peft's every linear layer but the LM head.
+    target_modules: List[str] = field(default_factory=lambda: ["all-linear"])
+
+    @property
+    def enabled(self) -> bool:
+        """Whether adapters are trained instead of the full model."""
+        return self.r > 0
+
+    def __post_init__(self):
+        _at_least("model.lora.r", self.r, 0)
+        if not self.alpha > 0:
+            raise ValueError(f"model.lora.alpha={self.alpha!r} must be > 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.lora.dropout={self.dropout!r} must lie in [0, 1)")
+        if self.enabled and not self.target_modules:
+            raise ValueError("model.lora.target_modules is empty; name the modules (e.g. [q_proj,v_proj]) or all-linear")
+        self.target_modules = list(self.target_modules)
+
+
+@dataclass
 class ModelConfig:
     """The policy: the tiny embedded model or any local transformers checkpoint, and how it talks."""
 
@@ -126,16 +158,23 @@ class ModelConfig:
     size: str = "S"
     #: Checkpoint directory for `hf` (anything `AutoModelForCausalLM.from_pretrained` loads offline).
     path: Optional[str] = None
-    #: Weights dtype. `auto`: float32 for the tiny model everywhere (a bf16 weight cannot take an update
-    #: under 2^-8 of its size, so at lr 2e-4 its norm weights never move); for `hf` checkpoints bfloat16 on
-    #: CUDA (the usual choice for billion-parameter policies), float32 on CPU. Training on CUDA runs under
-    #: bf16 autocast either way.
+    #: Weights dtype. `auto` = float32 master weights, with the forward under bf16 autocast on CUDA
+    #: (`train.mixed_precision`), as transformers' `bf16=True`. `bfloat16` stores pure bf16 weights (half the
+    #: weight and optimizer memory), but AdamW then loses every update under 2^-8 of a weight: one GRPO step
+    #: at lr 1e-6 moved 0.4% of a model's weights and none of its norm weights (fp32: 52% and all).
     dtype: str = "auto"
     #: The longest turn in tokens; a longer turn is cut and closed with the end-of-turn token (the tiny
     #: tokenizer spells a bandit action in 1 token and the longest game action, a Wordle guess, in 6).
     max_new_tokens: int = 8
     #: System message; null for the agents' default multi-episode prompt, "" for none.
     system_prompt: Optional[str] = None
+    #: `auto` (the checkpoint's template), a template TRL ships (`qwen3`, `llama3_2`, `gemma3`, ...), or a
+    #: `.jinja` path; one that re-renders earlier turns is replaced by TRL's training variant (`agents.chat_templates`).
+    chat_template: str = "auto"
+    #: Passed to the chat template (Qwen3-style `enable_thinking`); null passes nothing.
+    enable_thinking: Optional[bool] = None
+    #: LoRA adapters (`model.lora.r=16`); off by default.
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self):
         _allowed("model.name", self.name, MODEL_KINDS)
@@ -254,8 +293,20 @@ class TrainConfig:
     tasks_per_step: int = 8
     #: Trials per group G, all of the same hidden task (ORBIT: 8).
     num_generations: int = 8
-    #: Micro-batches per GRPO step (gradient accumulation; raise it when a step does not fit in memory).
+    #: Micro-batches per optimizer step (gradient accumulation; raise it when a step does not fit in memory).
     micro_batches: int = 1
+    #: Optimizer steps per generation batch (verl's PPO mini-batches): the batch's trials are split into
+    #: this many parts, one optimizer step each, so later steps are off-policy and the ratio clip acts.
+    #: `train.max_steps` counts optimizer steps. Advantages are computed per group before the split.
+    mini_batches: int = 1
+    #: Passes over each generation batch (TRL's `num_iterations`, PPO epochs); each pass takes `mini_batches` steps.
+    num_iterations: int = 1
+    #: Trials generated at once (their KV caches are held together); null: the whole generation batch.
+    generation_batch_size: Optional[int] = None
+    #: Recompute activations in the backward pass (saves memory, costs a forward); null: on for `model=hf`, off for tiny.
+    activation_checkpointing: Optional[bool] = None
+    #: `bf16` autocast of forward passes over float32 master weights; `auto`: bf16 on a CUDA GPU that has it.
+    mixed_precision: str = "auto"
     #: Policy-gradient learning rate (AdamW).
     lr: float = 2e-4
     #: Learning-rate schedule after warmup.
@@ -342,7 +393,10 @@ class TrainConfig:
         _allowed("train.credit_baseline", self.credit_baseline, CREDIT_BASELINES)
         if not 0.0 <= self.credit_gamma <= 1.0:
             raise ValueError(f"train.credit_gamma={self.credit_gamma!r} must lie in [0, 1]")
+        _allowed("train.mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _at_least("train.generation_batch_size", self.generation_batch_size, 1, optional=True)
         for key in ("sft_trials", "sft_steps", "sft_batch_size", "max_steps", "tasks_per_step", "micro_batches",
+                    "mini_batches", "num_iterations",
                     "eval_every", "eval_batch_size", "save_every", "save_total_limit", "cpu_threads"):
             _at_least(f"train.{key}", getattr(self, key), 1)
         _at_least("train.num_generations", self.num_generations, 2)
@@ -358,10 +412,16 @@ class TrainConfig:
         _allowed("train.env_executor", self.env_executor, ENV_EXECUTORS)
         self.ray.check()
         batch = self.tasks_per_step * self.num_generations
-        if batch % self.micro_batches:
-            raise ValueError(
-                f"train.micro_batches={self.micro_batches} must divide tasks_per_step x num_generations = {batch}"
-            )
+        if batch % self.mini_batches:
+            raise ValueError(f"train.mini_batches={self.mini_batches} must divide tasks_per_step x num_generations "
+                             f"= {batch} (the trials of a generation batch)")
+        if (batch // self.mini_batches) % self.micro_batches:
+            per_step = f" / mini_batches={self.mini_batches} = {batch // self.mini_batches}" if self.mini_batches > 1 else ""
+            raise ValueError(f"train.micro_batches={self.micro_batches} must divide tasks_per_step x num_generations = "
+                             f"{batch}{per_step} (the trials of one optimizer step)")
+        if self.loss_type == "dr_grpo" and self.max_context_tokens is None:
+            raise ValueError("train.loss_type=dr_grpo divides every trial's loss by a fixed completion budget; set "
+                             "train.max_context_tokens=<tokens per trial> (ORBIT: 32768), or use loss_type=grpo")
 
 
 @dataclass

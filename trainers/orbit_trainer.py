@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 
+from agents.context import DEFAULT_SYSTEM_PROMPT
 from agents.hf_agent import HFAgent
 from trainers.orbit_config import OrbitConfig
 from trainers.ray_envs import make_env_factory
@@ -26,16 +27,42 @@ from trainers.tasks import TaskPool
 from trainers.turns import annotator_for
 from trainers.vllm_generation import make_vllm_agent, vllm_grpo_kwargs
 
-__all__ = ["OrbitTrainer", "grpo_args", "check_grpo_extra", "task_dataset", "make_hf_agent", "load_policy"]
+__all__ = ["OrbitTrainer", "grpo_args", "check_grpo_extra", "task_dataset", "make_hf_agent", "load_policy",
+           "lora_config", "world_size", "mixed_precision_bf16", "activation_checkpointing"]
 
 _CHECKPOINTING_FLAG = ("activation_checkpointing" if "activation_checkpointing" in
                        {field.name for field in dataclasses.fields(GRPOConfig)} else "gradient_checkpointing")
 
 
-def grpo_args(config: OrbitConfig, output_dir: Path) -> GRPOConfig:
-    """TRL's `GRPOConfig` for `config`: one generation batch per optimizer step, no reference model.
+def world_size() -> int:
+    """Processes of this run (torchrun and accelerate set WORLD_SIZE; 1 when launched plainly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
-    `train.extra` adds any other GRPOConfig field (`check_grpo_extra`).
+
+def mixed_precision_bf16(config: OrbitConfig) -> bool:
+    """Whether forwards run under bf16 autocast (`train.mixed_precision`; `auto`: on a CUDA GPU with bf16)."""
+    choice = config.train.mixed_precision
+    if choice == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return choice == "bf16"
+
+
+def activation_checkpointing(config: OrbitConfig) -> bool:
+    """`train.activation_checkpointing`, null meaning on for `model=hf` (long trials) and off for the tiny model."""
+    choice = config.train.activation_checkpointing
+    return config.model.name == "hf" if choice is None else bool(choice)
+
+
+def grpo_args(config: OrbitConfig, output_dir: Path) -> GRPOConfig:
+    """TRL's `GRPOConfig` for `config`.
+
+    A generation batch is `tasks_per_step x num_generations` trials over all processes; it feeds
+    `mini_batches x num_iterations` optimizer steps, each accumulated over `micro_batches` micro-batches
+    (TRL: `steps_per_generation = mini_batches x micro_batches`). `train.extra` adds any other GRPOConfig
+    field (`check_grpo_extra`).
+
+    Raises:
+        ValueError: when the processes cannot split the batch into whole GRPO groups.
     """
     typed = _typed_grpo_kwargs(config, output_dir)
     return GRPOConfig(**typed, **check_grpo_extra(config.train.extra, set(typed)))
@@ -46,14 +73,25 @@ def _typed_grpo_kwargs(config: OrbitConfig, output_dir: Path) -> dict[str, Any]:
     train = config.train
     cuda = torch.cuda.is_available()
     batch = train.tasks_per_step * train.num_generations
-    # transformers >= 5.24 renamed gradient_checkpointing (TRL turns it on by default; off here: tiny models).
-    checkpointing = {_CHECKPOINTING_FLAG: False}
+    processes = world_size()
+    if train.tasks_per_step % processes:
+        raise ValueError(f"train.tasks_per_step={train.tasks_per_step} must be a multiple of the {processes} processes, "
+                         "so that every process plays whole GRPO groups")
+    per_device = batch // (train.mini_batches * train.micro_batches * processes)
+    if per_device < 1 or per_device * train.mini_batches * train.micro_batches * processes != batch:
+        raise ValueError(f"tasks_per_step x num_generations = {batch} trials do not split into mini_batches="
+                         f"{train.mini_batches} x micro_batches={train.micro_batches} x {processes} processes")
+    # transformers >= 5.24 renamed gradient_checkpointing to activation_checkpointing (TRL turns it on by default).
+    checkpointing = {_CHECKPOINTING_FLAG: activation_checkpointing(config),
+                     f"{_CHECKPOINTING_FLAG}_kwargs": {"use_reentrant": False}}
     return dict(
         **checkpointing,
         output_dir=str(output_dir),
         max_steps=train.max_steps,
-        per_device_train_batch_size=batch // train.micro_batches,
+        per_device_train_batch_size=per_device,
         gradient_accumulation_steps=train.micro_batches,
+        steps_per_generation=train.mini_batches * train.micro_batches,
+        num_iterations=train.num_iterations,
         num_generations=train.num_generations,
         learning_rate=train.lr,
         lr_scheduler_type=train.lr_scheduler,
@@ -67,6 +105,7 @@ def _typed_grpo_kwargs(config: OrbitConfig, output_dir: Path) -> dict[str, Any]:
         beta=train.beta,
         scale_rewards=train.scale_rewards,
         temperature=train.temperature,
+        # dr_grpo divides by this; the config refuses dr_grpo without a real budget.
         max_completion_length=train.max_context_tokens or 1_000_000,
         mask_truncated_completions=False,  # a budget cut is handled by the rollout (`train.mask_truncated`)
         seed=train.seed,
@@ -77,10 +116,12 @@ def _typed_grpo_kwargs(config: OrbitConfig, output_dir: Path) -> dict[str, Any]:
         report_to=train.report_to,
         disable_tqdm=True,  # the run's own progress bar (MetricsLogger) shows the namespaced metrics
         use_cpu=not cuda,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
+        bf16=mixed_precision_bf16(config),
         dataloader_num_workers=0,
         log_completions=False,
         **vllm_grpo_kwargs(train),  # train.generation=vllm|vllm_server: TRL builds and syncs the engine
+        ddp_find_unused_parameters=False,
+        ddp_backend=None if cuda or processes == 1 else "gloo",  # CPU processes talk over gloo
     )
 
 
@@ -165,7 +206,8 @@ class OrbitTrainer(GRPOTrainer):
         self.orbit_config = config
         rollout = OrbitRollout(pool, make_agent or (lambda policy: make_hf_agent(policy, tokenizer, config)),
                                mask_truncated=config.train.mask_truncated, annotate=annotator_for(config),
-                               make_env=make_env_factory(config))
+                               make_env=make_env_factory(config),
+                               generation_batch_size=config.train.generation_batch_size)
         self.orbit_rollout = rollout
         super().__init__(
             model=model,
@@ -175,6 +217,7 @@ class OrbitTrainer(GRPOTrainer):
             processing_class=tokenizer,
             rollout_func=rollout,
             callbacks=list(callbacks or []),
+            peft_config=lora_config(config),  # the reference model is then the base with adapters disabled
         )
         rollout.on_metrics = self.record_metrics
         if config.train.generation != "hf" and make_agent is None:  # sample with TRL's vLLM engine (built above)
@@ -264,11 +307,37 @@ def make_hf_agent(model: Any, tokenizer: Any, config: OrbitConfig, seed: int | N
         max_new_tokens=config.model.max_new_tokens,
         max_context_tokens=config.train.max_context_tokens,
         seed=config.train.seed if seed is None else seed,
+        chat_template=config.model.chat_template,
+        enable_thinking=config.model.enable_thinking,
+        autocast=mixed_precision_bf16(config),
     )
 
 
+def lora_config(config: OrbitConfig) -> Any:
+    """peft's `LoraConfig` for `model.lora` (TRL's `peft_config`), or None when LoRA is off.
+
+    Raises:
+        ImportError: when peft is missing, naming the extra that has it.
+    """
+    lora = config.model.lora
+    if not lora.enabled:
+        return None
+    try:
+        import peft
+    except ImportError as error:  # pragma: no cover - peft is in the train extra
+        raise ImportError("model.lora.r > 0 needs peft: pip install 'icl-arena[train]'") from error
+    targets = lora.target_modules[0] if lora.target_modules == ["all-linear"] else list(lora.target_modules)
+    return peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                           task_type="CAUSAL_LM")
+
+
 def load_policy(config: OrbitConfig, path: str | os.PathLike | None = None) -> tuple[Any, Any]:
-    """The policy and tokenizer: from `path` if given (an imitation save), else the tiny model or `model.path`."""
+    """The policy and tokenizer: from `path` if given (an imitation save), else the tiny model or `model.path`.
+
+    The weights load in float32 unless `model.dtype` says otherwise (see `ModelConfig.dtype`); the chat
+    template is chosen and checked here (`model.chat_template`), so a template the agent cannot append to
+    fails at start-up.
+    """
     if path is None:
         if config.model.name == "tiny":
             from agents.tiny import tiny_model_path
@@ -276,13 +345,23 @@ def load_policy(config: OrbitConfig, path: str | os.PathLike | None = None) -> t
             path = tiny_model_path(config.model.size)
         else:
             path = config.model.path
-    cuda = torch.cuda.is_available()
-    half_by_default = cuda and config.model.name != "tiny"  # see `ModelConfig.dtype`
-    dtype = {"auto": torch.bfloat16 if half_by_default else torch.float32, "float32": torch.float32,
-             "bfloat16": torch.bfloat16, "float16": torch.float16}[config.model.dtype]
+    dtype = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16,
+             "float16": torch.float16}[config.model.dtype]
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    model.to("cuda" if cuda else "cpu")
+    model.to(_device())
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    from agents.chat_templates import select_chat_format
+
+    system_prompt = config.model.system_prompt
+    select_chat_format(tokenizer, DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt,
+                       chat_template=config.model.chat_template, enable_thinking=config.model.enable_thinking)
     return model, tokenizer
+
+
+def _device() -> torch.device:
+    """This process's device: its own GPU under torchrun/accelerate (LOCAL_RANK), else cuda:0 or the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

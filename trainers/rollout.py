@@ -120,6 +120,7 @@ class OrbitRollout:
             per-trial fields added to every call's output (`trainers.turns.TrialAnnotator`).
         make_env: builds a task source's env (default `source.make()`; `trainers.ray_envs` hosts them on
             Ray actors for `train.env_executor=ray`).
+        generation_batch_size: trials played at once (their KV caches are held together); None: all of a call.
 
     Attributes:
         last_fields: the per-trial fields of the latest call besides TRL's token lists (`EXTRA_FIELDS` and
@@ -135,6 +136,7 @@ class OrbitRollout:
         on_metrics: Callable[[dict[str, float]], None] | None = None,
         annotate: Callable[..., dict[str, list]] | None = None,
         make_env: Callable[[Any], gym.Env] | None = None,
+        generation_batch_size: int | None = None,
     ):
         self.pool = pool
         self.make_env = make_env or (lambda source: source.make())
@@ -143,6 +145,7 @@ class OrbitRollout:
         self.on_metrics = on_metrics
         self.annotate = annotate
         self.last_fields: dict[str, list] = {}
+        self.generation_batch_size = generation_batch_size
         self._agent: Any = None
         self._agent_model: Any = None
         self._envs: dict[str, list[gym.Env]] = defaultdict(list)
@@ -196,7 +199,10 @@ class OrbitRollout:
         """Play one trial per task key with `model` and return TRL's rollout dict (see the module docstring)."""
         agent = self._agent_for(model)
         envs_batch, seeds, tasks = self.build_group_envs(keys, step)
-        trials = agent.play_batch(envs_batch, seeds)
+        chunk = self.generation_batch_size or len(envs_batch)
+        trials = []
+        for start in range(0, len(envs_batch), chunk):
+            trials += agent.play_batch(envs_batch[start : start + chunk], seeds[start : start + chunk])
         output = self.to_trl(trials, list(keys), tasks, pad_id=agent.tokenizer.pad_token_id)
         if self.annotate is not None:
             output.update(self.annotate(trials, tasks, envs_batch, seeds, agent))

@@ -189,3 +189,37 @@ def test_bad_arguments_raise_clear_errors(agent, path):
         HFAgent(path, temperature=0.0)
     with pytest.raises(ValueError, match="allowed"):
         HFAgent(path, context="everything")
+
+
+def test_a_trial_samples_the_same_ids_whatever_batch_it_is_in(path):
+    agent = HFAgent(path, max_new_tokens=6, seed=2)
+    [alone] = agent.play_batch(_bandits(1, horizon=5, episodes=2), [21])
+    together = agent.play_batch(_bandits(3, horizon=5, episodes=2), [20, 21, 21])
+    assert together[1].completion_ids == alone.completion_ids and together[1].actions == alone.actions
+    assert together[2].completion_ids != alone.completion_ids  # same seed twice in a call: another stream
+
+
+def test_the_cache_holds_each_rows_own_context_not_the_sum_of_the_batchs_longest_turns(path):
+    """Two rows that take turns reading a long observation: without compaction every turn pads the other row
+    to the long one, so the cache grows with the sum of the longest inputs; with it, with each row's own
+    context. Compaction changes no sampled id."""
+    from agents.hf_agent import HFBackend
+    from agents.token_loop import SamplingSettings
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    settings = SamplingSettings(max_new_tokens=2, stop_ids=(-1,))  # no stop id: every turn samples 2 ids
+    results = {}
+    for compact in (False, True):
+        backend = HFBackend(model, pad_id=0)
+        backend.compact = compact
+        backend.reset(3)
+        sampled = []
+        for turn in range(6):
+            long, short = [7] * 120, [9] * 4
+            inputs = [long, short] if turn % 2 == 0 else [short, long]
+            sampled.append([g.token_ids for g in backend.generate([0, 1], inputs, fresh=turn == 0, settings=settings)])
+        results[compact] = (sampled, backend.peak_cache_length)
+    (plain, plain_peak), (compacted, compact_peak) = results[False], results[True]
+    assert compacted == plain
+    own = 3 * 120 + 3 * 4 + 6 * 2  # each row's own context after six turns
+    assert plain_peak >= 6 * 120 and compact_peak <= own + max(64, own // 4) + 120
