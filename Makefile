@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	# CPU torch first where there is no GPU: a bare `torch` requirement would pull a multi-GB CUDA build.
 	if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(BIN)/python -c "import torch" 2>/dev/null; then \
 		$(BIN)/python -m pip install -q torch==2.13.0; fi
-	$(BIN)/python -m pip install -q -e ".[train,textarena,dev]"
+	$(BIN)/python -m pip install -q -e ".[train,textarena,dev,ray]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

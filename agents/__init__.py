@@ -20,6 +20,7 @@ from agents.guessing_oracles import (
 )
 from agents.planning_baselines import SHOPPING_BASELINES, TRAVEL_BASELINES
 from agents.puzzle_oracles import BLOCKSWORLD_BASELINES, HANOI_BASELINES, SOKOBAN_BASELINES
+from agents.reasoning import REASONING_BASELINES
 from agents.rollout import Agent, play_trial
 
 __all__ = [
@@ -90,7 +91,8 @@ def baseline(name: str, env_id: str, **kwargs) -> Agent:
     """Build the baseline `name` for `env_id`.
 
     Args:
-        name: e.g. `uniform`, `greedy`, `epsilon_greedy`, `ucb`, `thompson`, `linucb`, `oracle`.
+        name: e.g. `uniform`, `greedy`, `epsilon_greedy`, `ucb`, `thompson`, `linucb`, `oracle`, or a
+            transcript format with reasoning before each action (`agents.reasoning.REASONING_BASELINES`).
         env_id: a registered icl id; its family decides which implementations exist.
         **kwargs: the agent's arguments (`memory=True|False`, `seed`, `alpha`, `epsilon`, ...). For
             Thompson on a prior-structured bandit the family prior is used unless given.
@@ -100,9 +102,11 @@ def baseline(name: str, env_id: str, **kwargs) -> Agent:
     """
     family = _family(env_id)
     table = BASELINES.get(family, {})
+    if name in REASONING_BASELINES and REASONING_BASELINES[name][0] == family:
+        table = {name: REASONING_BASELINES[name][1]}  # a transcript format, not a leaderboard baseline
     if name not in table:
         raise ValueError(f"no baseline {name!r} for {env_id} (family {family}); allowed: {sorted(table)}")
-    if name == "thompson":
+    if name in ("thompson", "thompson_reasoning"):
         spec_kwargs = gym.spec(env_id).kwargs
         for key in ("prior_alpha", "prior_beta"):
             if key in spec_kwargs:

@@ -1,6 +1,6 @@
 """Context policies: how an LLM agent turns a trial's history into chat messages.
 
-Three policies, shared by every LLM agent (`HFAgent`, `OpenAIAgent`, `VLLMAgent`):
+Four policies, shared by every LLM agent (`HFAgent`, `OpenAIAgent`, `VLLMAgent`):
 
 - `full`: ORBIT's cumulative history (arXiv 2602.04089, §1.9): the system prompt, then every
   observation as a user message and every reply, verbatim, as an assistant message.
@@ -10,6 +10,9 @@ Three policies, shared by every LLM agent (`HFAgent`, `OpenAIAgent`, `VLLMAgent`
   observation. For bandits the digest is per-arm statistics (pulls and mean reward, over the whole
   trial and over the current episode); for other envs it lists each finished episode's outcome and
   actions, and the current episode's turns.
+- `last_episode`: `full` with every earlier episode removed: the rules, then only the current
+  episode's turns verbatim. The same seeds played with it measure what memory is worth (the
+  leaderboard's memory gain); the model's learning within an episode is untouched.
 
 The environment's instructions arrive inside the first observation (the first user message); the
 system prompt states the multi-episode protocol. Only `full` grows by appending, which is what lets
@@ -37,7 +40,9 @@ __all__ = [
     "boxed_tool_call",
 ]
 
-CONTEXT_POLICIES = ("full", "action_only", "summary")
+CONTEXT_POLICIES = ("full", "action_only", "summary", "last_episode")
+# How `MultiEpisode` joins the text that ends an episode to the next episode's opening header.
+_EPISODE_OPENING = "\n\n[Episode "
 
 #: In the spirit of ORBIT's multi-episode prompt (§1.9), without its "overlong responses" clause:
 #: a length budget is a training setting here, not something the prompt should threaten.
@@ -137,15 +142,34 @@ def build_messages(history: TrialHistory, context: str = "full", system_prompt: 
     messages = [{"role": "system", "content": prompt}] if prompt else []
     if context == "summary":
         return messages + [{"role": "user", "content": _summary_text(history)}]
-    for turn, observation in enumerate(history.observations):
-        previous_call = history.tool_calls[turn - 1] if turn > 0 else None
-        if previous_call is not None:
+    first_turn = _current_episode_start(history) if context == "last_episode" else 0
+    for turn in range(first_turn, len(history.observations)):
+        observation = history.observations[turn]
+        previous_call = history.tool_calls[turn - 1] if turn > first_turn else None
+        if turn == first_turn and turn > 0:
+            messages.append({"role": "user", "content": _episode_opening(observation, history.instructions)})
+        elif previous_call is not None:
             messages.append({"role": "tool", "tool_call_id": previous_call.call_id, "content": observation})
         else:
             messages.append({"role": "user", "content": observation})
         if turn < len(history.replies):
             messages.append(_assistant_message(history.replies[turn], history.tool_calls[turn], context))
     return messages
+
+
+def _current_episode_start(history: TrialHistory) -> int:
+    """The turn whose observation opens the current episode (0 in the first episode)."""
+    starts = [turn for turn, info in enumerate(history.infos) if turn > 0 and info.get("new_episode")]
+    return starts[-1] if starts else 0
+
+
+def _episode_opening(observation: str, instructions: str | None) -> str:
+    """The new episode's opening without the previous episode's closing text, with the rules on top."""
+    cut = observation.rfind(_EPISODE_OPENING)
+    opening = observation[cut + 2 :] if cut >= 0 else observation
+    if instructions and instructions not in opening:
+        opening = instructions + "\n\n" + opening  # `repeat_instructions=False` sent the rules only once
+    return opening
 
 
 def _assistant_message(reply: str, tool_call: ToolCall | None, context: str) -> dict:

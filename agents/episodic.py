@@ -36,6 +36,16 @@ class EpisodicAgent:
 
     def act(self, observation: str, info: dict) -> str:
         """Fold in the last step, handle episode boundaries, and answer the next action inside `\\boxed{}`."""
+        self._take_in(info)
+        return f"\\boxed{{{self.choose()}}}"
+
+    def action_distribution(self, observation: str, info: dict) -> dict[str, float]:
+        """The distribution over answers (`\\boxed{move}` -> probability) `act` would draw from after
+        folding `info` in as `act` does; call it instead of `act`, never both for one observation."""
+        self._take_in(info)
+        return {f"\\boxed{{{move}}}": p for move, p in self.choice_distribution().items()}
+
+    def _take_in(self, info: dict) -> None:
         if not self._trial_started:
             self._trial_started = True
             self.start_trial(info)
@@ -46,7 +56,6 @@ class EpisodicAgent:
                 if not self.memory:
                     self.forget()
                 self.start_episode()
-        return f"\\boxed{{{self.choose()}}}"
 
     # ----------------------------------------------------------------- hooks
     def start_trial(self, info: dict) -> None:
@@ -65,6 +74,11 @@ class EpisodicAgent:
     def choose(self) -> str:
         """The next action text (without the box)."""
         raise NotImplementedError
+
+    def choice_distribution(self) -> dict[str, float]:
+        """The distribution of `choose()` (or, where `choose` breaks ties by a fixed rule, uniform over
+        the moves it ranks equal): move -> probability."""
+        raise NotImplementedError(f"{type(self).__name__} has no action distribution")
 
     def _pick(self, options: list) -> object:
         """A uniformly random element of a non-empty list (the agent's tie-break)."""

@@ -37,8 +37,7 @@ class GameAgent:
         self.rules = {}
         self.forget()
 
-    def act(self, observation: str, info: dict) -> str:
-        """Answer the next move as `\\boxed{move}`."""
+    def _take_in(self, observation: str, info: dict) -> None:
         self.observe(info)
         # Reset info (plain env or trial start) and the step that opens a new episode both carry the rules.
         if info.get("new_episode") or "instructions" in info:
@@ -46,7 +45,22 @@ class GameAgent:
                 self.forget()
             self.rules.update({key: info[key] for key in self.rule_keys if key in info})
             self.start_episode(observation, info)
+
+    def act(self, observation: str, info: dict) -> str:
+        """Answer the next move as `\\boxed{move}`."""
+        self._take_in(observation, info)
         return f"\\boxed{{{self.choose(observation, info)}}}"
+
+    def action_distribution(self, observation: str, info: dict) -> dict[str, float]:
+        """The distribution `act` would draw its answer from, after folding `info` in as `act` does.
+
+        Call it instead of `act` (never both for one observation: each folds the step in).
+
+        Returns:
+            Answer text (`\\boxed{move}`) -> probability, over the answers with probability > 0.
+        """
+        self._take_in(observation, info)
+        return {f"\\boxed{{{move}}}": p for move, p in self.choice_distribution(observation, info).items()}
 
     # ----------------------------------------------------------------- hooks
     def forget(self) -> None:
@@ -61,6 +75,10 @@ class GameAgent:
     def choose(self, observation: str, info: dict) -> str:
         """The next move, without the box."""
         raise NotImplementedError
+
+    def choice_distribution(self, observation: str, info: dict) -> dict[str, float]:
+        """The distribution of `choose(observation, info)`: move (without the box) -> probability."""
+        raise NotImplementedError(f"{type(self).__name__} has no action distribution")
 
     def _pick(self, options: list):
         """A uniformly drawn element of `options` (from the agent's generator)."""

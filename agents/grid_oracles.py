@@ -19,6 +19,7 @@ from envs.partial_maze import solve_maze
 from envs.relabeled_grid import solve_relabeled
 
 __all__ = [
+    "optimal_moves",
     "RandomMover",
     "MazeExplorer",
     "MazeInformed",
@@ -32,6 +33,17 @@ __all__ = [
 ]
 
 
+def optimal_moves(position: Cell, goal: Cell, passable: set[Cell]) -> list[str]:
+    """Every first move of a shortest path from `position` to `goal` through `passable` (BFS from the goal)."""
+    to_goal = bfs_distances(goal, passable)
+    here = to_goal[position]
+    return [d for d in DIRECTIONS if to_goal.get(move(position, d), here) == here - 1]
+
+
+def _uniform(moves: list[str]) -> dict[str, float]:
+    return {str(name): 1.0 / len(moves) for name in moves}
+
+
 class RandomMover(EpisodicAgent):
     """Answer a uniformly random action name (the env's `labels`, else the four directions)."""
 
@@ -40,6 +52,9 @@ class RandomMover(EpisodicAgent):
 
     def choose(self) -> str:
         return str(self._pick(list(self.labels)))
+
+    def choice_distribution(self) -> dict[str, float]:
+        return {str(label): 1.0 / len(self.labels) for label in self.labels}
 
 
 class MazeExplorer(EpisodicAgent):
@@ -92,6 +107,25 @@ class MazeExplorer(EpisodicAgent):
         targets = [c for c in frontier if (distances[c], -from_start.get(c, 0)) == best]
         path = shortest_path(self.position, self._pick(sorted(targets)), passable)
         return path[0]
+
+    def choice_distribution(self) -> dict[str, float]:
+        """BFS's set of optimal first moves, uniform: towards the goal once it is known, else averaged
+        over the exploration targets `choose` draws from (`choose` plays one optimal move of each)."""
+        passable = {cell for cell, kind in self.known.items() if kind != "wall"}
+        if self.goal is not None and shortest_path(self.position, self.goal, passable):
+            return _uniform(optimal_moves(self.position, self.goal, passable))
+        distances = bfs_distances(self.position, passable)
+        frontier = [cell for cell in distances if cell not in self.visited and self.known.get(cell) == "path"]
+        if not frontier:
+            return _uniform(list(DIRECTIONS))
+        from_start = bfs_distances(self.start, passable)
+        best = min((distances[c], -from_start.get(c, 0)) for c in frontier)
+        targets = [c for c in frontier if (distances[c], -from_start.get(c, 0)) == best]
+        distribution: dict[str, float] = {}
+        for target in targets:
+            for direction, share in _uniform(optimal_moves(self.position, target, passable)).items():
+                distribution[direction] = distribution.get(direction, 0.0) + share / len(targets)
+        return distribution
 
 
 class MazeInformed(EpisodicAgent):

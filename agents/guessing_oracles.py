@@ -2,7 +2,9 @@
 
 Each `oracle` keeps the set of secrets consistent with every answer seen and guesses from it; with
 `memory=True` (the default) that set survives the episode boundary, which is all these games reward.
-The `random` agents make uniformly random legal guesses and ignore the answers.
+The `random` agents make uniformly random legal guesses and ignore the answers. `action_distribution`
+(GuessTheNumber, Mastermind, Wordle) is the exact distribution `act` draws from: the midpoint for binary
+search, uniform over the consistent candidates for the others.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ class BinarySearchAgent(GameAgent):
         low, high = self.interval
         return str((low + high) // 2)
 
+    def choice_distribution(self, observation: str, info: dict) -> dict[str, float]:
+        return {self.choose(observation, info): 1.0}
+
 
 class RandomNumberAgent(GameAgent):
     """A uniformly random number of the range."""
@@ -67,6 +72,10 @@ class RandomNumberAgent(GameAgent):
 
     def choose(self, observation: str, info: dict) -> str:
         return str(int(self.rng.integers(self.rules["low"], self.rules["high"] + 1)))
+
+    def choice_distribution(self, observation: str, info: dict) -> dict[str, float]:
+        numbers = range(self.rules["low"], self.rules["high"] + 1)
+        return {str(number): 1.0 / len(numbers) for number in numbers}
 
 
 class ConsistentCodeAgent(GameAgent):
@@ -90,6 +99,9 @@ class ConsistentCodeAgent(GameAgent):
 
     def choose(self, observation: str, info: dict) -> str:
         return " ".join(str(d) for d in self._pick(self.candidates))
+
+    def choice_distribution(self, observation: str, info: dict) -> dict[str, float]:
+        return {" ".join(str(d) for d in code): 1.0 / len(self.candidates) for code in self.candidates}
 
 
 class RandomCodeAgent(ConsistentCodeAgent):
@@ -119,6 +131,9 @@ class ConsistentWordleAgent(GameAgent):
 
     def choose(self, observation: str, info: dict) -> str:
         return self._pick(self.candidates)
+
+    def choice_distribution(self, observation: str, info: dict) -> dict[str, float]:
+        return {word: 1.0 / len(self.candidates) for word in self.candidates}
 
 
 class RandomWordleAgent(ConsistentWordleAgent):

@@ -248,6 +248,7 @@ class HFAgent(TokenAgent):
             see `agents.token_loop.TokenAgent`.
         device: where to run; default the loaded model's device, or CUDA when available for a path.
         model_kwargs: extra `from_pretrained` arguments (e.g. `{"dtype": torch.bfloat16}`).
+        chat_template, enable_thinking: see `agents.token_loop.TokenAgent`.
 
     Example:
         >>> import gymnasium as gym, envs
@@ -271,6 +272,8 @@ class HFAgent(TokenAgent):
         seed: int = 0,
         device: str | torch.device | None = None,
         model_kwargs: dict | None = None,
+        chat_template: str = "auto",
+        enable_thinking: bool | None = None,
     ):
         if isinstance(model, (str, os.PathLike)):
             path = os.fspath(model)
@@ -300,4 +303,6 @@ class HFAgent(TokenAgent):
             max_context_tokens=max_context_tokens,
             seed=seed,
             stop_ids=stop_ids,
+            chat_template=chat_template,
+            enable_thinking=enable_thinking,
         )

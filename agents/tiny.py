@@ -44,7 +44,8 @@ from agents import BASELINES, baseline
 from agents.context import DEFAULT_SYSTEM_PROMPT, TrialHistory, build_messages
 from agents.rollout import play_trial
 
-__all__ = ["tiny_model_path", "tiny_tokenizer", "TINY_SIZES", "TINY_VERSION", "CHAT_TEMPLATE", "SPECIAL_TOKENS"]
+__all__ = ["tiny_model_path", "tiny_tokenizer", "tiny_chat_model_path", "TINY_SIZES", "TINY_VERSION",
+           "CHAT_ARCHITECTURES", "CHAT_TEMPLATE", "SPECIAL_TOKENS"]
 
 #: Bump when the build changes in a way the spec hash does not see (e.g. the corpus code).
 TINY_VERSION = 1
@@ -298,3 +299,104 @@ def tiny_model_path(size: str = "S", cache_dir: str | os.PathLike | None = None,
             "max_positions": _MAX_POSITIONS}
     target = tokenizer_dir.parent / f"tiny-{size}-v{TINY_VERSION}-{_digest(spec)}"
     return _build_once(target, lambda directory: _build_model(tokenizer_dir, size, directory), rebuild)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tiny random models of real chat architectures, with a real chat template.
+#
+# `tiny_chat_model_path("qwen3" | "llama" | "gemma3")` builds a randomly initialised model of that
+# architecture (2 layers, d_model 64) whose tokenizer is the tiny BPE vocabulary plus every special token
+# the chat templates TRL ships use (`<|im_start|>`, `<|eot_id|>`, `<start_of_turn>`, ...), so any shipped
+# template can be selected on any of them (`model.chat_template=<name>`), token in and token out. Each
+# saves with its family's real template and end-of-turn conventions (Gemma 3: eos `<eos>` but a turn ends
+# with `<end_of_turn>`, both in the generation config's eos ids, as in the real checkpoints).
+
+#: Architecture -> (default shipped template, eos token, extra generation eos tokens).
+CHAT_ARCHITECTURES = {
+    "qwen3": ("qwen3", "<|im_end|>", ()),
+    "llama": ("llama3_2", "<|eot_id|>", ("<|eom_id|>",)),
+    "gemma3": ("gemma3", "<eos>", ("<end_of_turn>",)),
+}
+_CHAT_DIMS = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=16)
+_TEMPLATE_TOKEN = re.compile(r"<[|｜][^<>{}\s'\"]{1,40}[|｜]>|<\|[a-z_]+>|<[a-z_]+\|>|</?[a-z_]+>|\[/?INST\]")
+_CHAT_BASE_TOKENS = ("<|bos|>", "<eos>", "<|eom_id|>")
+
+
+def _template_tokens() -> list[str]:
+    """Every special-token-like string in the chat templates TRL ships (sorted: a deterministic vocabulary)."""
+    from agents.chat_templates import shipped_templates
+
+    found = set(_CHAT_BASE_TOKENS)
+    for text in shipped_templates().values():
+        found.update(_TEMPLATE_TOKEN.findall(text))
+    return sorted(found - set(SPECIAL_TOKENS))
+
+
+def _chat_spec(architecture: str) -> dict:
+    return {"tokenizer": tiny_tokenizer().name, "architecture": architecture, "dims": _CHAT_DIMS,
+            "template_tokens": _template_tokens(), "family": list(CHAT_ARCHITECTURES[architecture]), "seed": _SEED,
+            "max_positions": _MAX_POSITIONS}
+
+
+def _chat_config(architecture: str, vocab_size: int, pad_id: int, eos_ids: list[int], bos_id: int):
+    common = dict(vocab_size=vocab_size, max_position_embeddings=_MAX_POSITIONS, pad_token_id=pad_id,
+                  eos_token_id=eos_ids[0], bos_token_id=bos_id, tie_word_embeddings=False, **_CHAT_DIMS)
+    if architecture == "qwen3":
+        from transformers import Qwen3Config
+
+        return Qwen3Config(rope_theta=10_000.0, **common)
+    if architecture == "llama":
+        from transformers import LlamaConfig
+
+        return LlamaConfig(rope_theta=10_000.0, **common)
+    from transformers import Gemma3TextConfig
+
+    # Gemma 3 interleaves sliding-window and global layers; a 512-token window as in Gemma 3 1B.
+    return Gemma3TextConfig(sliding_window=512, layer_types=["sliding_attention", "full_attention"],
+                            query_pre_attn_scalar=_CHAT_DIMS["head_dim"], **common)
+
+
+def _build_chat_model(architecture: str, directory: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from agents.chat_templates import shipped_templates
+
+    template, eos, extra_eos = CHAT_ARCHITECTURES[architecture]
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(tiny_tokenizer())
+    tokenizer.add_special_tokens({"additional_special_tokens": _template_tokens()},
+                                 replace_extra_special_tokens=False)
+    tokenizer.bos_token, tokenizer.eos_token = "<|bos|>", eos
+    tokenizer.chat_template = shipped_templates()[template]
+    eos_ids = [tokenizer.convert_tokens_to_ids(token) for token in (eos, *extra_eos)]
+    config = _chat_config(architecture, len(tokenizer), tokenizer.pad_token_id, eos_ids, tokenizer.bos_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_SEED)
+        model = AutoModelForCausalLM.from_config(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = eos_ids if len(eos_ids) > 1 else eos_ids[0]
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+def tiny_chat_model_path(architecture: str = "qwen3", cache_dir: str | os.PathLike | None = None,
+                         rebuild: bool = False) -> Path:
+    """A tiny random model of a real chat architecture with its real chat template, built and cached on first use.
+
+    Args:
+        architecture: one of `CHAT_ARCHITECTURES` (`qwen3`, `llama`, `gemma3`).
+        cache_dir: where to cache; default `$ICL_ARENA_CACHE`, else `~/.cache/icl-arena`.
+        rebuild: build again even when the cache holds this spec.
+
+    Returns:
+        A directory that `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained` load.
+
+    Raises:
+        ValueError: naming the allowed architectures.
+    """
+    if architecture not in CHAT_ARCHITECTURES:
+        raise ValueError(f"architecture={architecture!r} is not allowed; allowed: {sorted(CHAT_ARCHITECTURES)}")
+    tokenizer_dir = tiny_tokenizer(cache_dir, rebuild=rebuild)
+    target = tokenizer_dir.parent / f"tiny-chat-{architecture}-v{TINY_VERSION}-{_digest(_chat_spec(architecture))}"
+    return _build_once(target, lambda directory: _build_chat_model(architecture, directory), rebuild)

@@ -31,7 +31,7 @@ import numpy as np
 from agents.context import DEFAULT_SYSTEM_PROMPT, TrialHistory, build_messages, check_context
 from agents.tokens import TokenTrial, TrialRecorder
 
-__all__ = ["ChatFormat", "SamplingSettings", "Generation", "GenerationBackend", "TokenAgent"]
+__all__ = ["ChatFormat", "TemplateNotAppendable", "SamplingSettings", "Generation", "GenerationBackend", "TokenAgent"]
 
 # Probes with surrounding whitespace: a template that trims or rewrites user content fails the check and
 # falls back to rendering every observation through the template.
@@ -39,48 +39,105 @@ _PROBES = ("\n OBSERVATION PROBE ONE \n", " observation probe two ")
 _SENTINEL = "ASSISTANT SENTINEL REPLY"
 
 
+class TemplateNotAppendable(ValueError):
+    """The chat template renders earlier turns differently once a new message follows them."""
+
+
 class ChatFormat:
     """Renders and tokenises through a tokenizer's chat template, in the token-in/token-out way.
 
     Args:
         tokenizer: a transformers tokenizer with a chat template.
-        system_prompt: the system message ("" for none).
-        end_of_turn_id: the id that ends an assistant turn; default `tokenizer.eos_token_id`.
+        system_prompt: the system message ("" for none). A template that refuses a system role (Gemma 1/2)
+            gets it in front of the first user message instead.
+        end_of_turn_id: the id that ends an assistant turn; default: the single special token the template
+            writes right after an assistant message (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`, ...),
+            else `tokenizer.eos_token_id`.
+        template_kwargs: extra variables for the template (e.g. `{"enable_thinking": False}`).
 
     Raises:
         ValueError: when the tokenizer has no chat template or no end-of-turn token, or when the
             template does not end an assistant message with that token.
+        TemplateNotAppendable: when the template re-renders earlier turns once a user message is added
+            (`agents.chat_templates.select_chat_format` then tries TRL's training variant).
     """
 
-    def __init__(self, tokenizer: Any, system_prompt: str, end_of_turn_id: int | None = None):
+    def __init__(self, tokenizer: Any, system_prompt: str, end_of_turn_id: int | None = None, *,
+                 template_kwargs: dict | None = None):
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError("the tokenizer has no chat_template; set tokenizer.chat_template (a Jinja string)")
-        end_of_turn_id = tokenizer.eos_token_id if end_of_turn_id is None else end_of_turn_id
-        if end_of_turn_id is None:
-            raise ValueError("the tokenizer has no eos_token; pass end_of_turn_id (the id that ends an assistant turn)")
+            raise ValueError("the tokenizer has no chat_template; set tokenizer.chat_template (a Jinja string) "
+                             "or model.chat_template=<name of a shipped template>")
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
+        self.template_kwargs = dict(template_kwargs or {})
+        self.fold_system = False  # the template refuses a system role: prepend it to the first user message
+        self.block_content = False  # the template reads content as [{"type": "text", "text": ...}] (VLMs)
+        self._base = self._messages([{"role": "user", "content": "first"}, {"role": "assistant", "content": _SENTINEL}])
+        base_text = self._probe_base()
+        head_end = base_text.rfind(_SENTINEL) + len(_SENTINEL)
+        probe_full = self.render(self._base + [{"role": "user", "content": _PROBES[0]}], add_generation_prompt=True)
+        if not probe_full.startswith(base_text[:head_end]):
+            raise TemplateNotAppendable("the chat template re-renders earlier turns when a user message is added; "
+                                        "token-in/token-out cannot append to it")
+        if end_of_turn_id is None:
+            # The token that ends the last assistant message (what the model samples to stop), else, for
+            # templates whose next role token ends a turn (GLM-4), the first token after it in a longer chat.
+            end_of_turn_id = self._first_special(base_text[head_end:]) or self._first_special(probe_full[head_end:])
+            end_of_turn_id = tokenizer.eos_token_id if end_of_turn_id is None else end_of_turn_id
+        if end_of_turn_id is None:
+            raise ValueError("the tokenizer has no eos_token; pass end_of_turn_id (the id that ends an assistant turn)")
         self.end_of_turn_id = int(end_of_turn_id)
         self.end_of_turn_text = tokenizer.decode([self.end_of_turn_id], skip_special_tokens=False)
-        self._base = self._messages([{"role": "user", "content": "first"}, {"role": "assistant", "content": _SENTINEL}])
-        base_text = self.render(self._base, add_generation_prompt=False)
-        marker = _SENTINEL + self.end_of_turn_text
-        at = base_text.rfind(marker)
-        if at < 0:
+        if not probe_full[head_end:].startswith(self.end_of_turn_text):
+            if self.end_of_turn_text in base_text[head_end:]:
+                raise TemplateNotAppendable(
+                    f"the chat template ends the last assistant message with {self.end_of_turn_text!r} but rewrites "
+                    "it once a user message follows; token-in/token-out cannot append to it")
             raise ValueError(
                 f"the chat template does not end an assistant message with {self.end_of_turn_text!r}; "
                 "token-in/token-out needs the end-of-turn token: pass the right end_of_turn_id"
             )
-        self._cut = at + len(marker)
-        self._base_head = base_text[: self._cut]
+        self._cut = head_end + len(self.end_of_turn_text)
+        self._base_head = probe_full[: self._cut]
         self._affixes = self._find_affixes()
+
+    def _probe_base(self) -> str:
+        """Render the probe chat, learning whether the template needs a folded system prompt or block content."""
+        for fold_system, block_content in ((False, False), (True, False), (False, True), (True, True)):
+            if fold_system and not self.system_prompt:
+                continue
+            self.fold_system, self.block_content = fold_system, block_content
+            try:
+                text = self.render(self._base, add_generation_prompt=False)
+            except Exception:  # jinja2 errors: "System role not supported", "'str object' has no attribute 'text'"
+                continue
+            if _SENTINEL in text:
+                return text
+        raise ValueError("the chat template cannot render a system, user and assistant message with string or "
+                         "text-block content; token-in/token-out needs a template that renders assistant turns")
+
+    def _first_special(self, text: str) -> int | None:
+        """The id of `text`'s first token when it is a special or added token (an end-of-turn marker)."""
+        ids = self.encode(text.lstrip("\n ")) if text.strip() else []
+        special = set(self.tokenizer.all_special_ids) | set(self.tokenizer.get_added_vocab().values())
+        return int(ids[0]) if ids and ids[0] in special else None
 
     def _messages(self, turns: list[dict]) -> list[dict]:
         return ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + turns
 
     def render(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         """The chat template applied to `messages`, as text."""
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        messages = [dict(message) for message in messages]
+        if self.fold_system and messages and messages[0]["role"] == "system":
+            system = messages.pop(0)["content"]
+            if messages and messages[0]["role"] == "user":
+                messages[0]["content"] = f"{system}\n\n{messages[0]['content']}"
+        if self.block_content:
+            for message in messages:
+                if isinstance(message.get("content"), str):
+                    message["content"] = [{"type": "text", "text": message["content"]}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                                  **self.template_kwargs)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of rendered text (special-token strings become their ids; nothing is added)."""
@@ -93,8 +150,8 @@ class ChatFormat:
     def _slow_delta(self, observation: str) -> str:
         full = self.render(self._base + [{"role": "user", "content": observation}], add_generation_prompt=True)
         if not full.startswith(self._base_head):
-            raise ValueError("the chat template re-renders earlier turns when a user message is added; "
-                             "token-in/token-out cannot append to it")
+            raise TemplateNotAppendable("the chat template re-renders earlier turns when a user message is added; "
+                                        "token-in/token-out cannot append to it")
         return full[self._cut :]
 
     def _find_affixes(self) -> tuple[str, str] | None:
@@ -154,6 +211,24 @@ class GenerationBackend(Protocol):
     def generate(
         self, rows: Sequence[int], inputs: Sequence[list[int]], *, fresh: bool, settings: SamplingSettings
     ) -> list[Generation]: ...
+
+
+_REMOTE_STEPPERS: Any = None  # a thread pool, made on first use by envs hosted elsewhere
+
+
+def _each_env(envs: list[Any], arguments: list[dict], method: str) -> list[Any]:
+    """`env.<method>(**arguments[i])` for each env, in order; concurrently when every env reports
+    `steps_remotely` (e.g. `trainers.ray_envs.RemoteEnv`), whose calls spend their time waiting."""
+    if len(envs) > 1 and all(getattr(env.unwrapped, "steps_remotely", False) for env in envs):
+        global _REMOTE_STEPPERS
+        if _REMOTE_STEPPERS is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _REMOTE_STEPPERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="remote-env")
+        calls = [_REMOTE_STEPPERS.submit(getattr(env, method), **kwargs)
+                 for env, kwargs in zip(envs, arguments, strict=True)]
+        return [call.result() for call in calls]
+    return [getattr(env, method)(**kwargs) for env, kwargs in zip(envs, arguments, strict=True)]
 
 
 class _TrialState:
@@ -241,6 +316,9 @@ class TokenAgent:
             `context + max_new_tokens` fits, else the trial ends early, marked truncated.
         seed: the agent's seed; sampling streams derive from it and the trial seeds.
         stop_ids: ids besides the end-of-turn id that end a turn (e.g. a model's other eos ids).
+        chat_template: `auto` (the tokenizer's), a template TRL ships, or a `.jinja` path; a template that
+            re-renders earlier turns is replaced by TRL's training variant (`agents.chat_templates`).
+        enable_thinking: passed to the chat template (Qwen3-style thinking switch); None passes nothing.
     """
 
     def __init__(
@@ -257,7 +335,11 @@ class TokenAgent:
         max_context_tokens: int | None = None,
         seed: int = 0,
         stop_ids: Sequence[int] = (),
+        chat_template: str = "auto",
+        enable_thinking: bool | None = None,
     ):
+        from agents.chat_templates import select_chat_format  # it builds on ChatFormat, defined above
+
         self.context = check_context(context)
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0 (use greedy=True in play_batch for argmax), got {temperature}")
@@ -267,7 +349,8 @@ class TokenAgent:
             raise ValueError(f"need top_k >= 0 and max_new_tokens >= 1, got {top_k}, {max_new_tokens}")
         if max_context_tokens is not None and max_context_tokens <= max_new_tokens:
             raise ValueError(f"max_context_tokens ({max_context_tokens}) must exceed max_new_tokens ({max_new_tokens})")
-        self.chat = ChatFormat(tokenizer, DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt)
+        self.chat = select_chat_format(tokenizer, DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt,
+                                       chat_template=chat_template, enable_thinking=enable_thinking)
         self.tokenizer = tokenizer
         self.backend = backend
         stops = tuple(dict.fromkeys([self.chat.end_of_turn_id, *(int(i) for i in stop_ids)]))
@@ -343,8 +426,8 @@ class TokenAgent:
         settings = replace(self.settings, greedy=bool(greedy))
         fresh = self.context != "full"
         trials = []
-        for env, seed in zip(envs, seeds, strict=True):
-            observation, info = env.reset(seed=int(seed))
+        resets = _each_env(list(envs), [{"seed": int(seed)} for seed in seeds], "reset")
+        for (observation, info), seed in zip(resets, seeds, strict=True):
             trial = _TrialState(self.chat, self.context, int(seed), info)
             trial.observe(observation, info)
             trials.append(trial)
@@ -366,9 +449,11 @@ class TokenAgent:
             inputs = [trials[index].pending for index in runnable]
             generations = self.backend.generate(runnable, inputs, fresh=fresh, settings=settings)
             active = []
-            for index, generation in zip(runnable, generations, strict=True):
+            actions = [{"action": trials[index].add_generation(generation)}
+                       for index, generation in zip(runnable, generations, strict=True)]
+            steps = _each_env([envs[index] for index in runnable], actions, "step")
+            for index, (observation, _, terminated, truncated, info) in zip(runnable, steps, strict=True):
                 trial = trials[index]
-                observation, _, terminated, truncated, info = envs[index].step(trial.add_generation(generation))
                 done = bool(terminated or truncated)
                 trial.recorder.step(info, done)
                 if not done:

@@ -3,6 +3,7 @@
     python -m benchmarks.tip_repro                   # CPU: tiny models on the 3-episode Bernoulli bandit
     python -m benchmarks.tip_repro --scale gpu       # a GPU: more steps, trials and seeds
     python -m benchmarks.tip_repro --smoke           # a few minutes: checks the script end to end
+    python -m benchmarks.tip_repro --format reasoning --seeds 0,1,2   # turns with reasoning tokens (below)
 
 Setup (every rule gets the same teacher, student initialisation, steps, tasks and seeds):
 
@@ -11,8 +12,13 @@ Setup (every rule gets the same teacher, student initialisation, steps, tasks an
 - Student: the tiny model after a much shorter imitation: it answers in the action format but plays
   worse than the teacher, so distillation has something to teach (TIP's students are also pretrained).
 - Training: `trainers.opd.OPDTrainer` with `distill.loss=opd` (reverse KL, normalised by the kept tokens),
-  the student playing trials on-policy, with `all`, `entropy_sample` 0.5, `soft_or` 0.5, `q3` 0.2,
+  the student playing trials on-policy, with `all`, `entropy_sample` 0.5, `soft_or` 0.5, `q3` 0.2 and 0.1,
   `random` 0.5 and `soft_or_bottom` 0.5.
+- Transcript format (`--format`): `plain` turns are 5 tokens, one of them the arm, so TIP has no reasoning
+  tokens to rank; `reasoning` imitates `agents.reasoning`'s `thompson_reasoning`, which writes each arm's
+  pulls and the arm with the highest posterior mean before the arm it draws (`n 3 1 2 0 4; best 4.
+  \\boxed{2}`): bookkeeping tokens an under-trained student gets confidently right or wrong, then an
+  uncertain action token (about 12 sampled tokens a turn).
 - Held-out score: the trainer's evaluation (`trainers.evaluation`) on held-out tasks at temperature 1
   (TIP reports mean@16 at temperature 1): in-context regret (sum over the trial's episodes, lower is
   better) with its standard error, and the last episode's success rate.
@@ -52,9 +58,12 @@ from benchmarks.provenance import append_csv, commit, version  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 # (rule, ratio) in the issue's order; the paper's MATH-500 score for Qwen3-8B -> 4B (TIP v4) where it has one.
-RULES = [("all", 1.0), ("entropy_sample", 0.5), ("soft_or", 0.5), ("q3", 0.2), ("random", 0.5),
+RULES = [("all", 1.0), ("entropy_sample", 0.5), ("soft_or", 0.5), ("q3", 0.2), ("q3", 0.1), ("random", 0.5),
          ("soft_or_bottom", 0.5)]
-PAPER_MATH500 = {"all": 76.7, "entropy_sample": 78.6, "soft_or": 79.1, "q3": 75.7, "soft_or_bottom": 72.3}
+#: Transcript formats: the baseline imitated and the longest turn in tokens (`model.max_new_tokens`).
+FORMATS = {"plain": ("thompson", 8), "reasoning": ("thompson_reasoning", 24)}
+PAPER_MATH500 = {("all", 1.0): 76.7, ("entropy_sample", 0.5): 78.6, ("soft_or", 0.5): 79.1, ("q3", 0.2): 75.7,
+                 ("q3", 0.1): 76.1, ("soft_or_bottom", 0.5): 72.3}
 CSV_FIELDS = ["date", "commit", "device", "torch", "transformers", "trl", "scale", "teacher", "student", "rule",
               "ratio", "seeds", "steps", "eval_trials", "in_context_regret", "regret_se", "last_success",
               "format_error_rate", "kept_tokens", "agent_tokens", "train_s", "step_peak_mib", "step_ms"]
@@ -92,32 +101,35 @@ SMOKE = Scale(teacher_size="S", student_size="S", teacher_sft_trials=40, teacher
               student_sft_steps=2, steps=2, tasks_per_step=2, num_generations=2, lr=3e-3, eval_trials=8, seeds=(0,))
 
 
-def _config(scale: Scale, size: str, seed: int, output_dir: Path):
+def _config(scale: Scale, size: str, seed: int, output_dir: Path, transcript: str = "plain"):
     from trainers.orbit import load_config
 
+    agent, max_new_tokens = FORMATS[transcript]
     return load_config([f"model.size={size}", f"train.seed={seed}", f"train.max_steps={scale.steps}",
+                        f"env.sft_agent={agent}", f"model.max_new_tokens={max_new_tokens}",
                         f"train.tasks_per_step={scale.tasks_per_step}",
                         f"train.num_generations={scale.num_generations}", f"train.lr={scale.lr}",
                         f"train.eval_every={scale.steps + 1}", f"train.save_every={scale.steps + 1}",
                         f"train.eval_trials={scale.eval_trials}", f"output_dir={output_dir}"])
 
 
-def _imitated(scale: Scale, size: str, trials: int, steps: int, directory: Path) -> Path:
-    """The tiny model of `size` after imitating Thompson sampling (`trainers.sft`), cached in `directory`."""
+def _imitated(scale: Scale, size: str, trials: int, steps: int, directory: Path, transcript: str = "plain") -> Path:
+    """The tiny model of `size` after imitating Thompson sampling (`trainers.sft`) in the transcript format,
+    cached in `directory`."""
     if (directory / "config.json").is_file():
         return directory
     from agents.context import DEFAULT_SYSTEM_PROMPT
     from agents.token_loop import ChatFormat
     from trainers.orbit import load_policy
-    from trainers.sft import default_sft_agent, imitate, imitation_data
+    from trainers.sft import imitate, imitation_data
     from trainers.tasks import TaskPool
 
-    config = _config(scale, size, 0, directory)
+    config = _config(scale, size, 0, directory, transcript)
     pool = TaskPool.from_config(config.env)
     model, tokenizer = load_policy(config)
     chat = ChatFormat(tokenizer, DEFAULT_SYSTEM_PROMPT)
     tasks = pool.tasks("train")[:trials]
-    data = imitation_data(tasks, chat, default_sft_agent(config.env.id), max_new_tokens=config.model.max_new_tokens)
+    data = imitation_data(tasks, chat, config.env.sft_agent, max_new_tokens=config.model.max_new_tokens)
     imitate(model, data, steps=steps, batch_size=32, lr=3e-3, warmup_steps=max(1, steps // 8),
             pad_id=tokenizer.pad_token_id, seed=0)
     directory.mkdir(parents=True, exist_ok=True)
@@ -177,7 +189,7 @@ def _step_cost(student, teacher, batch, rule: str, ratio: float, device: torch.d
 
 
 def run(scale: Scale, scale_name: str, output_root: Path,
-        on_row: Callable[[dict], None] | None = None) -> tuple[list[dict], dict]:
+        on_row: Callable[[dict], None] | None = None, transcript: str = "plain") -> tuple[list[dict], dict]:
     """Builds the teacher and the student initialisation, distills with every rule, and returns the rows.
 
     `on_row` receives each rule's row as soon as it is measured, so an interrupted run keeps what it finished.
@@ -189,11 +201,12 @@ def run(scale: Scale, scale_name: str, output_root: Path,
     from trainers.orbit import load_policy
     from trainers.tasks import TaskPool
 
+    suffix = "" if transcript == "plain" else f"-{transcript}"
     teacher_dir = _imitated(scale, scale.teacher_size, scale.teacher_sft_trials, scale.teacher_sft_steps,
-                            output_root / f"teacher-{scale.teacher_size}-{scale.teacher_sft_steps}")
+                            output_root / f"teacher-{scale.teacher_size}-{scale.teacher_sft_steps}{suffix}", transcript)
     student_dir = _imitated(scale, scale.student_size, scale.student_sft_trials, scale.student_sft_steps,
-                            output_root / f"student-{scale.student_size}-{scale.student_sft_steps}")
-    config = _config(scale, scale.student_size, 0, output_root / "runs")
+                            output_root / f"student-{scale.student_size}-{scale.student_sft_steps}{suffix}", transcript)
+    config = _config(scale, scale.student_size, 0, output_root / f"runs{suffix}", transcript)
     pool = TaskPool.from_config(config.env)
     held_out = pool.held_out(scale.eval_trials)
     student, tokenizer = load_policy(config, student_dir)
@@ -207,8 +220,8 @@ def run(scale: Scale, scale_name: str, output_root: Path,
     for rule, ratio in tqdm(RULES, desc="rules"):
         regrets, kept, total, seconds, results = [], 0.0, 0.0, 0.0, []
         for seed in scale.seeds:
-            run_dir = output_root / "runs" / f"{rule}-{ratio}-seed{seed}"
-            run_config = _config(scale, scale.student_size, seed, run_dir)
+            run_dir = output_root / f"runs{suffix}" / f"{rule}-{ratio}-seed{seed}"
+            run_config = _config(scale, scale.student_size, seed, run_dir, transcript)
             model, _ = load_policy(run_config, student_dir)
             trainer = OPDTrainer(model, tokenizer, pool, run_config, output_dir=run_dir,
                                  distill=DistillConfig(loss="opd"), teacher_config=TeacherConfig(path=str(teacher_dir)),
@@ -242,21 +255,24 @@ def run(scale: Scale, scale_name: str, output_root: Path,
 
 def _verdict(rows: list[dict]) -> list[str]:
     """Whether the paper's shape holds, in regret terms (lower is better), with two standard errors as the bar."""
-    by_rule = {row["rule"]: row for row in rows}
+    by_rule = {f"{row['rule']} {float(row['ratio'])}": row for row in rows}
 
     def gap(first: str, second: str) -> tuple[float, float]:
         a, b = by_rule[first], by_rule[second]
         return a["in_context_regret"] - b["in_context_regret"], 2 * float(np.hypot(a["regret_se"], b["regret_se"]))
 
-    soft_or, bar = gap("soft_or", "all")
-    q3, q3_bar = gap("q3", "all")
-    bottom, bottom_bar = gap("soft_or_bottom", "all")
+    soft_or, bar = gap("soft_or 0.5", "all 1.0")
+    bottom, bottom_bar = gap("soft_or_bottom 0.5", "all 1.0")
     worst = max(rows, key=lambda row: row["in_context_regret"])["rule"]
-    return [
+    lines = [
         f"soft_or 0.5 at or above all tokens: regret difference {soft_or:+.2f} (2 s.e. = {bar:.2f}): "
-        + ("holds" if soft_or <= bar else "does not hold") + (" (within noise)" if abs(soft_or) <= bar else ""),
-        f"q3 0.2 near all tokens: difference {q3:+.2f} (2 s.e. = {q3_bar:.2f}): "
-        + ("holds" if abs(q3) <= q3_bar else "does not hold"),
+        + ("holds" if soft_or <= bar else "does not hold") + (" (within noise)" if abs(soft_or) <= bar else "")]
+    for ratio in (0.2, 0.1):
+        if f"q3 {ratio}" in by_rule:
+            q3, q3_bar = gap(f"q3 {ratio}", "all 1.0")
+            lines.append(f"q3 {ratio} near all tokens: difference {q3:+.2f} (2 s.e. = {q3_bar:.2f}): "
+                         + ("holds" if abs(q3) <= q3_bar else "does not hold"))
+    return lines + [
         f"soft_or_bottom 0.5 clearly worst: difference to all {bottom:+.2f} (2 s.e. = {bottom_bar:.2f}), worst rule "
         f"here: {worst}: " + ("holds" if worst == "soft_or_bottom" and bottom > bottom_bar else "does not hold"),
     ]
@@ -270,7 +286,7 @@ def _print_table(rows: list[dict], references: dict) -> None:
         print(f"| {name} | - | {reference['in_context_regret']:.2f} +- {reference['regret_se']:.2f} | "
               f"{reference['last_success']:.2f} | {reference['format_error_rate']:.1%} | - | - | - | - | - |")
     for row in rows:
-        paper = PAPER_MATH500.get(row["rule"])
+        paper = PAPER_MATH500.get((row["rule"], float(row["ratio"])))
         print(f"| {row['rule']} | {row['ratio']} | {row['in_context_regret']:.2f} +- {row['regret_se']:.2f} | "
               f"{row['last_success']:.2f} | {row['format_error_rate']:.1%} | {row['kept_tokens']:.0f} "
               f"({row['kept_tokens'] / max(row['agent_tokens'], 1):.0%}) | {row['train_s']:.0f} | "
@@ -308,7 +324,7 @@ def _plot(rows: list[dict], references: dict, path: Path) -> None:
         score.legend()
     memory.bar(labels, [row["step_peak_mib"] for row in rows], color="tab:orange")
     memory.set_ylabel("peak memory of one distillation step (MiB)")
-    paper.bar(labels, [PAPER_MATH500.get(row["rule"], np.nan) for row in rows], color="tab:green")
+    paper.bar(labels, [PAPER_MATH500.get((row["rule"], float(row["ratio"])), np.nan) for row in rows], color="tab:green")
     paper.set_ylim(70, 80)
     paper.set_ylabel("TIP v4, Qwen3-8B->4B, MATH-500 (%)")
     for axis in (score, memory, paper):
@@ -343,6 +359,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--smoke", action="store_true", help="2 steps and a few trials: exercises the script")
     parser.add_argument("--steps", type=int, default=None, help="distillation steps per rule (default: the scale's)")
     parser.add_argument("--seeds", type=lambda text: tuple(int(x) for x in text.split(",")), default=None)
+    parser.add_argument("--format", choices=sorted(FORMATS), default="plain",
+                        help="transcript format: plain turns, or reasoning before each action (agents.reasoning)")
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/tip_repro"),
                         help="cached teacher and student initialisation, and the runs")
     parser.add_argument("--plot", type=Path, default=None, metavar="CSV",
@@ -355,16 +373,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         _plot(rows, references, figure)
         print(f"figure: {figure}")
         return rows
-    scale_name = "smoke" if args.smoke else args.scale
+    scale_name = ("smoke" if args.smoke else args.scale) + ("" if args.format == "plain" else f"-{args.format}")
     scale = SMOKE if args.smoke else SCALES[args.scale]
+    suffix = "" if args.format == "plain" else f" {args.format}"
     scale = replace(scale, steps=args.steps or scale.steps, seeds=args.seeds or scale.seeds)
-    torch.set_num_threads(min(torch.get_num_threads(), 2) if scale_name != "gpu" else torch.get_num_threads())
+    torch.set_num_threads(min(torch.get_num_threads(), 2) if not scale_name.startswith("gpu") else torch.get_num_threads())
     device = "cuda" if torch.cuda.is_available() else "cpu"
     meta = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), commit=commit(),
                 device=torch.cuda.get_device_name(0) if device == "cuda" else "cpu", torch=torch.__version__,
                 transformers=version("transformers"), trl=version("trl"), scale=scale_name,
-                teacher=f"tiny-{scale.teacher_size} sft {scale.teacher_sft_steps}",
-                student=f"tiny-{scale.student_size} sft {scale.student_sft_steps}",
+                teacher=f"tiny-{scale.teacher_size} sft {scale.teacher_sft_steps}{suffix}",
+                student=f"tiny-{scale.student_size} sft {scale.student_sft_steps}{suffix}",
                 seeds=" ".join(map(str, scale.seeds)), steps=scale.steps, eval_trials=scale.eval_trials)
     print(" ".join(f"{key}={value}" for key, value in meta.items()), flush=True)
     results = RESULTS / ("tip_repro.smoke.tmp" if args.smoke else "tip_repro.csv")
@@ -374,7 +393,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         tqdm.write(f"{row['rule']} {row['ratio']}: regret {row['in_context_regret']:.2f} +- {row['regret_se']:.2f}, "
                    f"{row['train_s']:.0f} s, step peak {row['step_peak_mib']:.1f} MiB (appended to {results})")
 
-    rows, references = run(scale, scale_name, args.output_dir / scale_name, on_row=record)
+    rows, references = run(scale, scale_name, args.output_dir / ("smoke" if args.smoke else args.scale), on_row=record,
+                           transcript=args.format)
     # The references go into the CSV too (rule = their name, no ratio), so `--plot` can redraw the figure.
     _append_csv([{"rule": name, "ratio": "", **reference} for name, reference in references.items()], meta, results)
     _print_table(rows, references)

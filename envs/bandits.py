@@ -163,6 +163,14 @@ class _Bandit(TextEnv):
     def oracle_return(self) -> float:
         return self.horizon * self._best_mean()
 
+    def describe_task(self, task: BanditTask | ContextualTask) -> str:
+        """The hidden task in words (a privileged teacher's prompt reads it; the player never does)."""
+        if isinstance(task, ContextualTask):
+            theta = ", ".join(f"{value:.2f}" for value in task.theta)
+            return f"The hidden weights are ({theta}): an arm's expected reward is its features dotted with them."
+        means = ", ".join(f"arm {arm}: {mean:.2f}" for arm, mean in enumerate(task.means))
+        return f"The arms' mean rewards are {means}. The best arm is arm {task.best_arm}."
+
     def _episode_metrics(self) -> dict:
         # Turns that never happened (the episode ended on too many errors) are wasted turns too.
         missing = max(self.horizon - self._episode_step, 0)

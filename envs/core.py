@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import string
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,49 +31,75 @@ def printable(text: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _closing_index(text: str, begin: int, open_char: str, close_char: str, quote_aware: bool) -> int:
-    """Index of the bracket closing the one opened just before `begin`, or -1."""
-    depth, in_string, escaped = 1, False, False
-    for index in range(begin, len(text)):
-        ch = text[index]
+# Tokens the scan stops at (everything else is skipped by the regex engine): the opener, the two
+# brackets, the quote and the backslash that escapes inside a JSON string.
+_TOKENS = {"\\boxed{": re.compile(r'\\boxed\{|[{}"\\]'), "[": re.compile(r'[\[\]"\\]')}
+
+
+def _complete_boxes(text: str, opener: str, open_char: str, close_char: str, quote_aware: bool) -> dict[int, int]:
+    """`begin -> end` of every complete `opener ... close_char`, found in one left-to-right scan.
+
+    Open boxes form a stack (a nested opener pushes its own frame; other `open_char`s deepen the top
+    one), so every character is looked at once: unclosed openers cost nothing extra, where a restart
+    per opener made `"\\boxed{" * n` quadratic. With `quote_aware`, brackets inside a double-quoted
+    string within a box are skipped (a JSON tool call may hold `}` in a string value); quotes outside
+    every box are prose and ignored.
+    """
+    # Begin and depth of each open box, innermost last (ints, not small lists: the garbage collector
+    # would walk thousands of live lists on every allocation burst).
+    begins: list[int] = []
+    depths: list[int] = []
+    complete: dict[int, int] = {}
+    in_string, escaped_at = False, -1
+    for match in _TOKENS[opener].finditer(text):
+        token, at = match.group(), match.start()
         if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
+            if at == escaped_at:
+                continue
+            if token == "\\":
+                escaped_at = at + 1
+            elif token == '"':
                 in_string = False
-        elif ch == '"' and quote_aware:
-            in_string = True
-        elif ch == open_char:
-            depth += 1
-        elif ch == close_char:
-            depth -= 1
-            if depth == 0:
-                return index
-    return -1
+            continue
+        if token == opener:
+            begins.append(match.end())
+            depths.append(1)
+        elif not begins:
+            continue
+        elif token == '"':
+            in_string = quote_aware
+        elif token == open_char:
+            depths[-1] += 1
+        elif token == close_char:
+            depths[-1] -= 1
+            if depths[-1] == 0:
+                depths.pop()
+                complete[begins.pop()] = at
+    return complete
 
 
 def _last_balanced(text: str, opener: str, open_char: str, close_char: str) -> str | None:
     """Content of the last `opener ... close_char` with balanced nesting, or None.
 
-    Brackets inside double-quoted strings are skipped first (so a JSON tool call may contain `}` in a
-    string value); if that finds no close (say, a stray quote), plain counting is tried.
+    "Last" is the complete box that opens last. Brackets inside double-quoted strings are skipped
+    first (so a JSON tool call may contain `}` in a string value); a box that closes only when quotes
+    are ignored (a stray quote) counts too. Two linear scans at most, whatever the text.
     """
     start = text.rfind(opener)
-    while start != -1:
-        begin = start + len(opener)
-        # Fast path (almost every answer): no nesting and no quotes before the first close.
-        end = text.find(close_char, begin)
-        if end != -1 and open_char not in text[begin:end] and '"' not in text[begin:end]:
-            return text[begin:end]
-        for quote_aware in (True, False):
-            end = _closing_index(text, begin, open_char, close_char, quote_aware)
-            if end != -1:
-                return text[begin:end]
-        # Unclosed: an earlier complete one may still exist.
-        start = text.rfind(opener, 0, start)
-    return None
+    if start == -1:
+        return None
+    begin = start + len(opener)
+    # Fast path (almost every answer): no nesting and no quotes before the first close.
+    end = text.find(close_char, begin)
+    if end != -1 and open_char not in text[begin:end] and '"' not in text[begin:end]:
+        return text[begin:end]
+    quoted = _complete_boxes(text, opener, open_char, close_char, quote_aware=True)
+    # Without a quote the two scans agree, so the second is skipped.
+    plain = _complete_boxes(text, opener, open_char, close_char, quote_aware=False) if '"' in text else quoted
+    if not quoted and not plain:
+        return None
+    begin = max(quoted.keys() | plain.keys())
+    return text[begin : quoted.get(begin, plain.get(begin))]
 
 
 def parse_action(text: Any, action_format: str = "boxed", max_chars: int = MAX_ACTION_CHARS) -> str | None:

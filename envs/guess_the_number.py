@@ -116,3 +116,7 @@ class GuessTheNumber(TextEnv):
 
     def oracle_return(self) -> float:
         return 1.0
+
+    def describe_task(self, task: SecretNumber) -> str:
+        """The hidden task in words (a privileged teacher's prompt reads it; the player never does)."""
+        return f"The secret number is {task.secret}."

@@ -149,3 +149,7 @@ class Mastermind(TextEnv):
 
     def oracle_return(self) -> float:
         return 1.0
+
+    def describe_task(self, task: SecretCode) -> str:
+        """The hidden task in words (a privileged teacher's prompt reads it; the player never does)."""
+        return f"The secret code is {' '.join(str(d) for d in task.code)}."

@@ -277,6 +277,14 @@ class PartialMaze(TextEnv):
     def _episode_metrics(self) -> dict:
         return {"optimal_moves": self._optimal, "unique_cells": len(self._visited)}
 
+    def describe_task(self, task: MazeTask) -> str:
+        """The hidden task in words (a privileged teacher's prompt reads it; the player never does)."""
+        rows = [list(line) for line in task.layout]
+        rows[task.start[0]][task.start[1]], rows[task.goal[0]][task.goal[1]] = "S", "G"
+        path = " ".join(solve_maze(task))
+        return ("The maze, row 0 at the top (# wall, . path, S start, G goal):\n" + "\n".join("".join(r) for r in rows)
+                + f"\nA shortest path from the start: {path}.")
+
     def _render_state(self) -> str:
         rows = []
         for row, line in enumerate(self.task.layout):

@@ -113,3 +113,7 @@ class Wordle(TextEnv):
 
     def oracle_return(self) -> float:
         return 1.0
+
+    def describe_task(self, task: SecretWord) -> str:
+        """The hidden task in words (a privileged teacher's prompt reads it; the player never does)."""
+        return f"The secret word is {task.word}."

@@ -4,10 +4,12 @@ Example:
     python -m leaderboard.evaluate agent=thompson suite=bandits trials=50 output_dir=outputs/leaderboard
     python -m leaderboard.evaluate -m agent=oracle,thompson,thompson_memoryless suite=bandits
     python -m leaderboard.evaluate agent=hf agent.model=/path/to/model suite=orbit-heldout
+    python -m leaderboard.evaluate agent=hf agent.model=/path executor=ray ray.address=auto ray.gpus_per_agent=1
 
 Trials are independent jobs (env id, episodes, seed, agent config); baselines run in a process pool
 whose workers rebuild the env and agent from that plain config, model agents (`hf`, `vllm`,
-`openai`) run in this process through their batched `play_batch`. Results come back in job order
+`openai`) run in this process through their batched `play_batch`. With `executor=ray` both run on
+Ray actors (`ray.address=auto` joins a cluster); a model agent is loaded once per actor. Results come back in job order
 and are appended as they arrive, so a killed run, rerun with the same arguments, skips the rows it
 already wrote and ends with the same file an uninterrupted run writes.
 """
@@ -21,7 +23,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +36,21 @@ import agents
 import envs  # noqa: F401  (registers the icl/ ids in this process and in every spawned worker)
 from leaderboard.evaluate_config import (
     AgentConfig,
+    AgentRole,
     BaselineAgentConfig,
     EvaluateConfig,
+    ExecutorKind,
     HFAgentConfig,
     OpenAIAgentConfig,
     VLLMAgentConfig,
     register_configs,
 )
 from leaderboard.executors import SerialExecutor, make_executor
+from leaderboard.metadata import agent_metadata
 from leaderboard.results import ResultsFile, RowKey, make_row
 from leaderboard.suites import SuiteRun, merge_suite_definitions, resolve_suite
 
-__all__ = ["TrialJob", "evaluate", "agent_hash", "build_agent", "plan_jobs", "run_trial", "main"]
+__all__ = ["TrialJob", "evaluate", "agent_hash", "build_agent", "memory_twin", "plan_jobs", "run_trial", "main"]
 
 # Keys that select or label an agent but do not change how it plays, so they stay out of its hash.
 _NON_BEHAVIOUR_KEYS = ("name", "role", "envs", "exclude_envs", "batch_size")
@@ -238,7 +243,8 @@ def _record_definitions(output_dir: Path, runs: list[SuiteRun], config: AgentCon
     _write_json_atomic(path, suites)
     path = output_dir / "agents.json"
     known = json.loads(path.read_text()) if path.exists() else {}
-    _write_json_atomic(path, {**known, f"{config.name}@{digest}": _plain(config)})
+    # The metadata (model path, parameters, decoding, commit) lets the page describe the agent later.
+    _write_json_atomic(path, {**known, f"{config.name}@{digest}": {**_plain(config), "metadata": agent_metadata(_plain(config))}})
 
 
 def _check_consistent(results: ResultsFile, jobs: list[TrialJob]) -> None:
@@ -273,6 +279,16 @@ def _run_suite(config: EvaluateConfig, run: SuiteRun, jobs: list[TrialJob], resu
     bar.close()
 
 
+def _executor_for(config: EvaluateConfig):
+    """Baselines: the configured pool. Model agents hold their weights and batch trials themselves, so they
+    run in this process, or under `executor=ray` one batch per actor call, each actor loading the model once."""
+    if isinstance(config.agent, BaselineAgentConfig):
+        return make_executor(config.executor, config.workers, config.chunk_size, ray=config.ray)
+    if config.executor == ExecutorKind.ray:
+        return make_executor(config.executor, config.workers, 1, ray=config.ray, gpus_per_worker=config.ray.gpus_per_agent)
+    return SerialExecutor()
+
+
 def evaluate(config: EvaluateConfig) -> Path:
     """Run the config's agent on its suite, appending the rows not yet in `<output_dir>/results.jsonl`.
 
@@ -291,11 +307,7 @@ def evaluate(config: EvaluateConfig) -> Path:
         reasons = {env_id: reason for _, _, skipped in plans for env_id, reason in skipped.items()}
         raise ValueError(f"agent {config.agent.name} runs on no env of suite {config.suite.name}: {reasons}")
     output_dir = Path(config.output_dir)
-    # Model agents hold their weights in this process and batch trials themselves: no pool for them.
-    if isinstance(config.agent, BaselineAgentConfig):
-        executor = make_executor(config.executor, config.workers, config.chunk_size)
-    else:
-        executor = SerialExecutor()
+    executor = _executor_for(config)
     try:
         with ResultsFile(output_dir) as results, executor:
             _record_definitions(output_dir, runs, config.agent, agent_hash(config.agent))
@@ -307,7 +319,34 @@ def evaluate(config: EvaluateConfig) -> Path:
     finally:
         _MODEL_AGENTS.clear()  # a multirun's next agent should not find this one's weights still loaded
     print(f"{results.path}: {len(results.rows)} rows")
+    twin = memory_twin(config.agent) if config.memory_score else None
+    if twin is not None:  # the same trials with the agent's memory removed; that run prints the summary
+        return evaluate(replace(config, agent=twin, memory_score=False))
+    _print_summary(output_dir, {run.name for run in runs})
     return results.path
+
+
+def memory_twin(config: AgentConfig) -> AgentConfig | None:
+    """The agent without memory across episodes, named `<name>_memoryless` (None when it has none to remove).
+
+    A baseline restarts its statistics every episode (`memory: false`); a model agent sees only the
+    current episode (`context: last_episode`).
+    """
+    if isinstance(config, BaselineAgentConfig):
+        changes = {"memory": False} if config.memory else None
+    else:
+        changes = {"context": "last_episode"} if getattr(config, "context", "last_episode") != "last_episode" else None
+    if changes is None:
+        return None
+    return replace(config, name=f"{config.name}_memoryless", role=AgentRole.memoryless, **changes)
+
+
+def _print_summary(output_dir: Path, suites: set[str]) -> None:
+    """Print the tables of the suites just run, over every agent in `output_dir` (a multirun's last one shows all)."""
+    from leaderboard.render import build_tables, summary_markdown  # matplotlib and scipy only now
+
+    tables, _ = build_tables([output_dir])
+    print(summary_markdown([table for table in tables if table.name in suites]))
 
 
 def config_from_overrides(overrides: list[str] | None = None) -> EvaluateConfig:

@@ -25,23 +25,30 @@ __all__ = [
     "SuiteEnvConfig",
     "SuiteConfig",
     "EvaluateConfig",
+    "RayConfig",
     "register_configs",
 ]
 
 
 class AgentRole(enum.Enum):
-    """How the leaderboard draws an agent: a contestant, or a reference (dashed) curve."""
+    """How the leaderboard draws an agent: a contestant, or a reference (dashed, listed apart, never ranked).
+
+    `uniform` marks the chance floor (uniformly random actions), the zero of a normalised score where
+    the oracle's memoryless twin does as well as the oracle.
+    """
 
     agent = "agent"
     oracle = "oracle"
     memoryless = "memoryless"
+    uniform = "uniform"
 
 
 class ExecutorKind(enum.Enum):
-    """Where trials run: a process pool (default) or the calling process."""
+    """Where trials run: a process pool (default), the calling process, or Ray actors on a cluster."""
 
     process = "process"
     serial = "serial"
+    ray = "ray"
 
 
 class RankMetric(enum.Enum):
@@ -67,7 +74,7 @@ class AgentConfig:
     name: str = MISSING
     #: Implementation: `baseline` (agents.baseline), `hf`, `openai` or `vllm`.
     kind: str = MISSING
-    #: Contestant, or a reference curve (`oracle`, `memoryless`) drawn dashed.
+    #: Contestant, or a reference (`oracle`, `memoryless`, `uniform`: drawn dashed, listed apart, not ranked).
     role: AgentRole = AgentRole.agent
     #: Only these env ids (fnmatch patterns); empty means every env of the suite.
     envs: list[str] = field(default_factory=list)
@@ -271,6 +278,41 @@ class SuiteConfig:
             seen.add(key)
 
 
+# ----------------------------------------------------------------------------------------------- ray
+@dataclass
+class RayConfig:
+    """`executor=ray`: which cluster, and what each actor reserves (`ray.address=auto ray.gpus_per_agent=1`)."""
+
+    #: Cluster to join: `auto` (the one `ray start` runs here), `<host>:<port>` or `ray://<host>:<port>`;
+    #: null starts a local instance for the run (or uses the one this process already started).
+    address: Optional[str] = None
+    #: CPUs of the local instance (null: all); only without `ray.address`.
+    num_cpus: Optional[int] = None
+    #: GPUs of the local instance (null: all visible); only without `ray.address`.
+    num_gpus: Optional[int] = None
+    #: CPUs each actor reserves (baseline trials are single-threaded).
+    cpus_per_worker: float = 1.0
+    #: GPUs each model-agent actor reserves (0 on CPU; 1 for one model per GPU; 0.5 puts two on a GPU).
+    gpus_per_agent: float = 0.0
+    #: Times one chunk of trials is run again after its actor died, before the run stops with an error.
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        if self.address is not None and (self.num_cpus is not None or self.num_gpus is not None):
+            raise ValueError(
+                f"ray.num_cpus / ray.num_gpus size a local instance; with ray.address={self.address!r} the cluster "
+                "has its own resources: drop them (or drop ray.address)"
+            )
+        _check_positive("ray", "num_cpus", self.num_cpus, allow_none=True)
+        if self.num_gpus is not None and self.num_gpus < 0:
+            raise ValueError(f"ray.num_gpus must be >= 0, got {self.num_gpus}")
+        _check_positive("ray", "cpus_per_worker", self.cpus_per_worker)
+        if self.gpus_per_agent < 0 or self.max_retries < 0:
+            raise ValueError(
+                f"ray.gpus_per_agent and ray.max_retries must be >= 0, got {self.gpus_per_agent}, {self.max_retries}"
+            )
+
+
 # ----------------------------------------------------------------------------------------------- evaluation
 @dataclass
 class EvaluateConfig:
@@ -282,14 +324,20 @@ class EvaluateConfig:
     trials: Optional[int] = None
     #: Where results.jsonl (and the suite and agent definitions) are written; reruns resume it.
     output_dir: str = "outputs/leaderboard"
-    #: `process` (a spawn process pool) or `serial`; batched model agents always run in this process.
+    #: `process` (a spawn process pool), `serial`, or `ray` (actors on a Ray cluster, see `ray`); batched
+    #: model agents run in this process except under `ray`, where each actor loads the model once.
     executor: ExecutorKind = ExecutorKind.process
-    #: Pool size (None: the CPU count).
+    #: Pool size, or Ray actors (None: the CPU count; Ray: the cluster's CPUs, or GPUs / ray.gpus_per_agent).
     workers: Optional[int] = None
     #: Trials per pool task (None: chosen from the number of trials and workers).
     chunk_size: Optional[int] = None
     #: Show a progress bar per suite.
     progress: bool = True
+    #: Also play the agent's memoryless twin on the same trials (`<name>_memoryless`: `memory: false` for a
+    #: baseline, `context: last_episode` for a model), so the leaderboard shows the gain memory brings.
+    memory_score: bool = False
+    #: The Ray cluster of `executor=ray`.
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         _check_positive("evaluate", "trials", self.trials, allow_none=True)

@@ -109,11 +109,35 @@ def make_row(
     }
 
 
+# The identity keys and their types; a line without them cannot be matched, resumed or rendered.
+_IDENTITY_TYPES = {"agent": str, "agent_hash": str, "env_id": str, "episodes": int, "seed": int}
+
+
+def _row_problem(value: Any) -> str | None:
+    """Why a decoded line is not a schema row, or None when it is one."""
+    if not isinstance(value, dict):
+        return f"it is a JSON {type(value).__name__}, not a row object"
+    if "schema_version" not in value:
+        return "it has no schema_version (not a row this code wrote)"
+    if value["schema_version"] != SCHEMA_VERSION:
+        return (f"it is a row of schema version {value['schema_version']!r} and this code reads version "
+                f"{SCHEMA_VERSION}; evaluate into a new output_dir")
+    missing = [key for key in _IDENTITY_TYPES if key not in value]
+    if missing:
+        return f"it lacks the key(s) {', '.join(missing)}"
+    wrong = [key for key, kind in _IDENTITY_TYPES.items()
+             if not isinstance(value[key], kind) or isinstance(value[key], bool)]
+    if wrong:
+        return f"its key(s) {', '.join(wrong)} have the wrong type"
+    return None
+
+
 def _parse_lines(path: Path) -> tuple[list[dict], int]:
     """Rows of `path` and the byte length of its complete prefix (a torn last line is excluded).
 
     Raises:
-        ValueError: on a corrupt line that is not the last one (the file needs a person's look).
+        ValueError: on a line that is not a row and is not a torn last line, naming the file, the line
+            number and the fix (the file needs a person's look).
     """
     data = path.read_bytes()
     rows, good_length, offset = [], 0, 0
@@ -122,17 +146,19 @@ def _parse_lines(path: Path) -> tuple[list[dict], int]:
         is_last = number == len(lines)
         end = offset + len(line) + (0 if is_last else 1)
         if line.strip():
+            if is_last:
+                break  # no newline: the write was cut, whatever the bytes say
             try:
                 row = json.loads(line)
-                if is_last:
-                    raise ValueError("no newline: the write was cut")
-                rows.append(row)
-            except ValueError as error:
-                if not is_last:
-                    raise ValueError(
-                        f"{path}:{number} is not a JSON row ({error}); fix or remove that line, then rerun"
-                    ) from error
-                break
+            except (ValueError, RecursionError) as error:
+                detail = str(error) if isinstance(error, ValueError) else "nested too deeply"
+                raise ValueError(
+                    f"{path}:{number} is not a JSON row ({detail}); fix or remove that line, then rerun"
+                ) from None
+            problem = _row_problem(row)
+            if problem is not None:
+                raise ValueError(f"{path}:{number} is not a results row: {problem}. Fix or remove that line, then rerun")
+            rows.append(row)
         good_length = end
         offset = end
     return rows, good_length
@@ -168,18 +194,16 @@ class ResultsFile:
             ) from None
         self.rows: dict[RowKey, dict] = {}
         if self.path.exists():
-            rows, good_length = _parse_lines(self.path)
+            try:
+                rows, good_length = _parse_lines(self.path)
+            except ValueError:
+                self._lock.close()
+                raise
             if good_length < self.path.stat().st_size:
                 warnings.warn(f"{self.path}: dropping a torn last line left by a killed run", stacklevel=2)
                 with open(self.path, "r+b") as handle:
                     handle.truncate(good_length)
             for row in rows:
-                if row.get("schema_version") != SCHEMA_VERSION:
-                    self._lock.close()
-                    raise ValueError(
-                        f"{self.path} holds rows of schema version {row.get('schema_version')!r}, this code writes "
-                        f"version {SCHEMA_VERSION}; evaluate into a new output_dir"
-                    )
                 self.rows.setdefault(row_key(row), row)
         self._handle = open(self.path, "a", encoding="utf-8")
 

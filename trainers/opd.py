@@ -233,7 +233,8 @@ def gather_agent_rows(hidden: torch.Tensor, batch: TokenBatch) -> tuple[torch.Te
 
 
 def load_teacher(config: TeacherConfig, student: torch.nn.Module, tokenizer: Any = None) -> torch.nn.Module:
-    """Builds the frozen teacher: a checkpoint (`kind=model`) or a copy of the student (`kind=self`).
+    """Builds the frozen teacher: a checkpoint (`kind=model`) or a copy of the student (`kind=self`, and
+    `kind=oracle` with `outside=self`); None for an `oracle` teacher that needs no network.
 
     Args:
         config: The `teacher` group.
@@ -246,7 +247,11 @@ def load_teacher(config: TeacherConfig, student: torch.nn.Module, tokenizer: Any
     Raises:
         ValueError: when the path is missing, or the teacher's tokenizer or vocabulary differs.
     """
-    if config.kind == "self":
+    if config.kind == "oracle":  # no network: the env family's oracle (`trainers.oracle_teacher`)
+        if config.outside != "self":
+            return None
+        teacher = copy.deepcopy(student)  # the frozen initial student, for the tokens the oracle does not teach
+    elif config.kind == "self":
         teacher = copy.deepcopy(student)
     else:
         if not config.path or not os.path.isdir(config.path):
@@ -571,6 +576,10 @@ class OPDTrainer(OrbitTrainer):
         return self.distill if divergence == self.distill.divergence else dataclasses.replace(self.distill,
                                                                                               divergence=divergence)
 
+    def teacher_view(self, batch: TokenBatch, inputs: dict[str, Any]) -> TokenBatch:
+        """The teacher's rows of a micro-batch: the student's, or with `teacher=self` its prompt prefix swapped."""
+        return batch if self._prefixes is None else _teacher_view(batch, *self._prefixes, self._pad_id)
+
     def distillation_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
         """The OPD loss of one micro-batch, scaled for gradient accumulation, with its metrics recorded."""
         student = self.accelerator.unwrap_model(model)
@@ -581,7 +590,7 @@ class OPDTrainer(OrbitTrainer):
         micro_batch = self._micro_batch[1] + 1 if self._micro_batch[0] == step else 0
         self._micro_batch = (step, micro_batch)
         batch = _trl_batch(inputs)
-        teacher_batch = batch if self._prefixes is None else _teacher_view(batch, *self._prefixes, self._pad_id)
+        teacher_batch = self.teacher_view(batch, inputs)
         distill = self.distill_at(step)
         reasoning = (tip.reasoning_mask(batch.input_ids, batch.agent_mask, self._token_text)
                      if self.selection.rule == "segment" else None)

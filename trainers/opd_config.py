@@ -6,6 +6,8 @@ Three dataclasses, each one Hydra group (`configs/distill/`, `configs/teacher/`,
     python -m trainers.orbit distill=opd teacher.path=outputs/teacher selection=soft_or
     python -m trainers.orbit distill=opd distill.loss=grpo+opd distill.weight=0.5 teacher=self \\
         teacher.system_prompt="..." selection=q3 selection.ratio=0.1
+    python -m trainers.orbit distill=opd teacher=oracle                       # the family's oracle
+    python -m trainers.orbit distill=opd teacher=self teacher.privileged=true # it also reads the task
 
 Each `__post_init__` rejects a bad value by naming the key and the allowed values; `check_opd` checks
 the three together (a teacher is needed once the loss distills, a selection rule only means something
@@ -26,6 +28,7 @@ __all__ = [
     "SELECTION_POOLS",
     "SELECTION_RULES",
     "TEACHER_KINDS",
+    "TEACHER_OUTSIDE",
     "DistillConfig",
     "SelectionConfig",
     "TeacherConfig",
@@ -39,8 +42,12 @@ DISTILL_LOSSES = ("none", "opd", "grpo+opd")
 DISTILL_DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
 #: `constant`: `distill.divergence` throughout; `fkl_then_rkl`: Paced's forward KL, then reverse KL.
 DISTILL_SCHEDULES = ("constant", "fkl_then_rkl")
-#: `model`: a separate checkpoint; `self`: the student's own weights under another system prompt.
-TEACHER_KINDS = ("model", "self")
+#: `model`: a separate checkpoint; `self`: the student's own weights under another system prompt;
+#: `oracle`: the env family's baseline agent's action distribution (`trainers.oracle_teacher`).
+TEACHER_KINDS = ("model", "self", "oracle")
+#: Where an `oracle` teacher has no action distribution (outside the action's tokens): `none` (no loss)
+#: or `self` (the student's frozen initial weights).
+TEACHER_OUTSIDE = ("none", "self")
 #: TIP token-selection rules (`trainers.tip` implements them; listed here so the config imports no torch).
 SELECTION_RULES = ("all", "random", "entropy_top", "entropy_sample", "soft_or", "q3", "divergence_top", "soft_or_bottom",
                    "prefix", "segment")
@@ -115,11 +122,38 @@ class TeacherConfig:
     system_prompt: Optional[str] = None
     #: Steps between copies of the student's weights into a `self` teacher (CRISP: 50 stable, 1 collapses).
     sync_every: int = 50
+    #: A `self` teacher also reads the trial's hidden task, stated in words by the env family
+    #: (`describe_task`), after its system prompt; the student plays without it.
+    privileged: bool = False
+    #: Baseline agent of an `oracle` teacher (`agents.baseline` name); null: thompson for bandits, else oracle.
+    agent: Optional[str] = None
+    #: Teacher of the agent tokens an `oracle` has no distribution for: `none` (no loss) or `self`
+    #: (the student's frozen initial weights).
+    outside: str = "none"
+    #: Temperature of an `oracle`'s action distribution, q(a) proportional to P(a)^(1 / T): 1 keeps the
+    #: oracle's own distribution, below 1 sharpens it towards its mode (0.05: nearly its argmax).
+    oracle_temperature: float = 1.0
+    #: Mass an `oracle` teacher spreads uniformly over the vocabulary, q' = (1 - e) q + e / V, so that
+    #: reverse KL stays finite where the student puts mass off the oracle's few tokens.
+    smoothing: float = 1e-4
 
     def __post_init__(self) -> None:
         _choice("teacher.kind", self.kind, TEACHER_KINDS)
+        _choice("teacher.outside", self.outside, TEACHER_OUTSIDE)
         if self.sync_every < 1:
             raise ValueError(f"teacher.sync_every={self.sync_every!r} must be >= 1 (steps between weight copies)")
+        if not 0.0 < self.smoothing < 1.0:
+            raise ValueError(f"teacher.smoothing={self.smoothing!r} must lie in (0, 1) (reverse KL to a teacher "
+                             "with zeros is infinite)")
+        if not self.oracle_temperature > 0.0:
+            raise ValueError(f"teacher.oracle_temperature={self.oracle_temperature!r} must be > 0 (1 keeps the "
+                             "oracle's distribution, smaller values sharpen it)")
+        if self.privileged and self.kind != "self":
+            raise ValueError(f"teacher.privileged=true needs teacher=self (got teacher.kind={self.kind}): the "
+                             "student's own weights read the hidden task in their prompt")
+        if self.kind != "oracle" and (self.agent is not None or self.outside != "none" or self.oracle_temperature != 1.0):
+            raise ValueError(f"teacher.agent, teacher.outside and teacher.oracle_temperature belong to teacher=oracle (got teacher.kind="
+                             f"{self.kind}); drop them or use teacher=oracle")
 
 
 @dataclass
@@ -180,7 +214,7 @@ def check_opd(distill: DistillConfig, teacher: TeacherConfig, selection: Selecti
     if teacher.kind == "model" and not teacher.path:
         raise ValueError(f"distill.loss={distill.loss} needs a teacher: set teacher.path=<checkpoint dir>, or use "
                          "teacher=self teacher.system_prompt=\"...\" to distill the student into itself")
-    if teacher.kind == "self" and teacher.system_prompt is None:
+    if teacher.kind == "self" and teacher.system_prompt is None and not teacher.privileged:
         raise ValueError("teacher=self needs teacher.system_prompt: with the student's own prompt the teacher "
                          "equals the student and the loss is 0")
 

@@ -26,11 +26,11 @@ from transformers.utils import logging as transformers_logging
 from trainers import checkpointing
 from trainers.evaluation import episode_table, evaluate_model, summarize
 from trainers.metrics import MetricsLogger, namespaced
-from trainers.opd import OPDTrainer
 from trainers.orbit_config import CONFIG_DIR, OrbitConfig, load_config, resolve_env_overrides
 from trainers.orbit_trainer import OrbitTrainer, grpo_args, load_policy, make_hf_agent, task_dataset
 from trainers.sft import default_sft_agent, imitate, imitation_data
 from trainers.tasks import TaskPool
+from trainers.teachers import trainer_class
 
 __all__ = [
     "OrbitTrainer",
@@ -140,8 +140,7 @@ def train(config: OrbitConfig) -> Path:
         model, tokenizer = load_policy(config, checkpointing.imitation_directory(output_dir))
     evaluate = HeldOutEvaluator(config, pool, tokenizer, logger)
 
-    trainer_class = OPDTrainer if config.distill.enabled else OrbitTrainer
-    trainer = trainer_class(model, tokenizer, pool, config, output_dir=output_dir, callbacks=[
+    trainer = trainer_class(config)(model, tokenizer, pool, config, output_dir=output_dir, callbacks=[
         checkpointing.ConfigSnapshot(config),
         _LogAndEvaluate(logger, lambda step: evaluate(trainer.model, step), config.train.eval_every,
                         config.train.max_steps),

@@ -40,6 +40,8 @@ __all__ = [
     "LR_SCHEDULERS",
     "DTYPES",
     "REWARD_NAMES",
+    "CREDIT_MODES",
+    "CREDIT_BASELINES",
 ]
 
 MODEL_KINDS = ("tiny", "hf")
@@ -51,6 +53,10 @@ LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Kept in step with `trainers.rewards.REWARDS` (a test checks); listed here so the config imports no torch.
 REWARD_NAMES = ("successes", "episode_return", "negative_regret")
+#: `trial`: one advantage per trial (ORBIT); `episode`: one per episode on that episode's tokens (`trainers.credit`).
+CREDIT_MODES = ("trial", "episode")
+#: Baseline of per-episode credit: the group's mean, or the oracle's per-episode reward.
+CREDIT_BASELINES = ("group", "oracle")
 TINY_SIZES = ("S", "M")
 #: The repository's Hydra configs (`orbit.yaml` and the `env/`, `model/`, `train/` groups).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -137,6 +143,36 @@ class ModelConfig:
         if self.name == "hf" and not self.path:
             raise ValueError("model.path is required with model=hf: pass model.path=<checkpoint directory>")
         _at_least("model.max_new_tokens", self.max_new_tokens, 1)
+
+
+# ----------------------------------------------------------------- scale-out: envs on Ray actors
+ENV_EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class RayEnvConfig:
+    """`train.env_executor=ray`: the cluster and the env-hosting actors (`trainers.ray_envs`)."""
+
+    #: Cluster to join (`auto`, `<host>:<port>`, `ray://<host>:<port>`); null starts a local instance.
+    address: Optional[str] = None
+    #: CPUs of the local instance (null: all); only without `train.ray.address`.
+    num_cpus: Optional[int] = None
+    #: Env-hosting actors (null: the cluster's CPUs / cpus_per_actor); each holds many envs.
+    env_actors: Optional[int] = None
+    #: CPUs each env-hosting actor reserves.
+    cpus_per_actor: float = 1.0
+    #: Times one env is rebuilt and replayed after losing its actor before the rollout fails.
+    max_retries: int = 3
+
+    def check(self) -> None:
+        """Reject bad values, naming the key."""
+        if self.address is not None and self.num_cpus is not None:
+            raise ValueError(f"train.ray.num_cpus sizes a local instance; drop it with train.ray.address={self.address!r}")
+        _at_least("train.ray.num_cpus", self.num_cpus, 1, optional=True)
+        _at_least("train.ray.env_actors", self.env_actors, 1, optional=True)
+        _at_least("train.ray.max_retries", self.max_retries, 0)
+        if not self.cpus_per_actor > 0:
+            raise ValueError(f"train.ray.cpus_per_actor={self.cpus_per_actor!r} must be > 0")
 
 
 @dataclass
@@ -231,12 +267,28 @@ class TrainConfig:
     pace_success: Optional[float] = None
     #: ACE: confidence-aware negative advantages (`train.ace.alpha=1.0`).
     ace: AceConfig = field(default_factory=AceConfig)
+    #: `trial` (ORBIT: one group-normalised advantage per trial) or `episode` (each episode's reward gets
+    #: its own group-normalised advantage on that episode's agent tokens; `trainers.credit`).
+    credit: str = "trial"
+    #: Discount of later episodes' rewards in an episode's credit: G_e = r_e + gamma G_(e+1) (0: own episode only).
+    credit_gamma: float = 0.0
+    #: Per-episode baseline: `group` (the group's mean G_e) or `oracle` (the oracle's discounted per-episode reward).
+    credit_baseline: str = "group"
+    # --- scale-out (trainers.ray_envs)
+    #: Where rollout envs step: `local` (in the trainer process) or `ray` (on Ray actors, see `train.ray`).
+    env_executor: str = "local"
+    #: The Ray cluster of `train.env_executor=ray`.
+    ray: RayEnvConfig = field(default_factory=RayEnvConfig)
 
     def __post_init__(self):
         _allowed("train.init", self.init, INIT_MODES)
         _allowed("train.lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
         _allowed("train.loss_type", self.loss_type, LOSS_TYPES)
         _allowed("train.scale_rewards", self.scale_rewards, SCALE_REWARDS)
+        _allowed("train.credit", self.credit, CREDIT_MODES)
+        _allowed("train.credit_baseline", self.credit_baseline, CREDIT_BASELINES)
+        if not 0.0 <= self.credit_gamma <= 1.0:
+            raise ValueError(f"train.credit_gamma={self.credit_gamma!r} must lie in [0, 1]")
         for key in ("sft_trials", "sft_steps", "sft_batch_size", "max_steps", "tasks_per_step", "micro_batches",
                     "eval_every", "eval_batch_size", "save_every", "save_total_limit", "cpu_threads"):
             _at_least(f"train.{key}", getattr(self, key), 1)
@@ -248,6 +300,8 @@ class TrainConfig:
         for key in ("sft_lr", "lr", "max_grad_norm", "adam_epsilon", "temperature"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"train.{key}={getattr(self, key)!r} must be > 0")
+        _allowed("train.env_executor", self.env_executor, ENV_EXECUTORS)
+        self.ray.check()
         batch = self.tasks_per_step * self.num_generations
         if batch % self.micro_batches:
             raise ValueError(

@@ -19,9 +19,11 @@ from trl import GRPOConfig, GRPOTrainer
 
 from agents.hf_agent import HFAgent
 from trainers.orbit_config import OrbitConfig
+from trainers.ray_envs import make_env_factory
 from trainers.rewards import reward_function
-from trainers.rollout import EXTRA_FIELDS, OrbitRollout
+from trainers.rollout import OrbitRollout
 from trainers.tasks import TaskPool
+from trainers.turns import annotator_for
 
 __all__ = ["OrbitTrainer", "grpo_args", "task_dataset", "make_hf_agent", "load_policy"]
 
@@ -125,7 +127,9 @@ class OrbitTrainer(GRPOTrainer):
     ):
         self.orbit_config = config
         rollout = OrbitRollout(pool, make_agent or (lambda policy: make_hf_agent(policy, tokenizer, config)),
-                               mask_truncated=config.train.mask_truncated)
+                               mask_truncated=config.train.mask_truncated, annotate=annotator_for(config),
+                               make_env=make_env_factory(config))
+        self.orbit_rollout = rollout
         super().__init__(
             model=model,
             reward_funcs=list(reward_funcs or [reward_function(config.env.reward)]),
@@ -163,24 +167,28 @@ class OrbitTrainer(GRPOTrainer):
     def shape_advantages(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Called once per generation batch, after TRL's scoring (`_generate_and_score_completions`),
         with TRL's batch dict (advantages of shape (B,) plus the rollout's extra fields). Returns the
-        (possibly modified) dict. Default: Paced weights (`train.pace`, `distill.pace`) and ACE's
-        confidence penalty (`train.ace.alpha`), both off by default (`trainers.paced`, `trainers.ace`).
+        (possibly modified) dict. Default, in this order: per-episode (B, T) advantages with
+        `train.credit=episode` (`trainers.credit`), Paced weights (`train.pace`, `distill.pace`) and ACE's
+        confidence penalty (`train.ace.alpha`); all off by default (`trainers.paced`, `trainers.ace`).
 
         Per-token advantages may be stored as `inputs["advantages"]` of shape (B, T) (T = completion
-        length); TRL's loss broadcasts (B,) and (B, T) alike.
+        length); TRL's loss broadcasts (B,) and (B, T) alike, and Paced and ACE scale either.
         """
         from trainers import ace, paced
 
+        if self.orbit_config.train.credit == "episode":
+            from trainers.credit import apply_episode_credit
+
+            inputs = apply_episode_credit(self, inputs)
         inputs = paced.shape_advantages(self, inputs)
         return ace.shape_advantages(self, inputs)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = super()._generate_and_score_completions(inputs)
-        # TRL merged the rollout's extra fields into each row of `inputs`; the hook sees them per trial.
-        for name in EXTRA_FIELDS:
-            if inputs and name in inputs[0]:
-                batch[name] = [row[name] for row in inputs]
-        return self.shape_advantages(batch)
+        output = super()._generate_and_score_completions(inputs)
+        # The rollout's per-trial fields (`EXTRA_FIELDS` and more), in the rows' order: the hook sees them per
+        # trial, and TRL shuffles and splits them with its tensors.
+        output.update(self.orbit_rollout.last_fields)
+        return self.shape_advantages(output)
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         """transformers' AdamW for `optim=adamw`; otherwise `trainers.optim`'s (`trainer_optimizer`)."""

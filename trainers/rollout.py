@@ -116,6 +116,14 @@ class OrbitRollout:
             per model object and cached.
         mask_truncated: exclude trials cut by the token budget (reward None, agent mask zeroed).
         on_metrics: receives `rollout/...` metrics of every call (the trainer logs them).
+        annotate: `annotate(trials, tasks, envs, seeds, agent) -> {field: one value per trial}`, extra
+            per-trial fields added to every call's output (`trainers.turns.TrialAnnotator`).
+        make_env: builds a task source's env (default `source.make()`; `trainers.ray_envs` hosts them on
+            Ray actors for `train.env_executor=ray`).
+
+    Attributes:
+        last_fields: the per-trial fields of the latest call besides TRL's token lists (`EXTRA_FIELDS` and
+            the annotations), which `OrbitTrainer` hands to `shape_advantages` and the loss.
     """
 
     def __init__(
@@ -125,11 +133,16 @@ class OrbitRollout:
         *,
         mask_truncated: bool = False,
         on_metrics: Callable[[dict[str, float]], None] | None = None,
+        annotate: Callable[..., dict[str, list]] | None = None,
+        make_env: Callable[[Any], gym.Env] | None = None,
     ):
         self.pool = pool
+        self.make_env = make_env or (lambda source: source.make())
         self.make_agent = make_agent
         self.mask_truncated = bool(mask_truncated)
         self.on_metrics = on_metrics
+        self.annotate = annotate
+        self.last_fields: dict[str, list] = {}
         self._agent: Any = None
         self._agent_model: Any = None
         self._envs: dict[str, list[gym.Env]] = defaultdict(list)
@@ -144,7 +157,7 @@ class OrbitRollout:
         """A reusable env of `task`'s source (slot-th of this call), built once."""
         envs_of_source = self._envs[task.source.name]
         while len(envs_of_source) <= slot:
-            envs_of_source.append(task.source.make())
+            envs_of_source.append(self.make_env(task.source))
         env = envs_of_source[slot]
         if task.source.name not in self._episodes:
             self._episodes[task.source.name] = _episodes_of(env)
@@ -184,7 +197,12 @@ class OrbitRollout:
         agent = self._agent_for(model)
         envs_batch, seeds, tasks = self.build_group_envs(keys, step)
         trials = agent.play_batch(envs_batch, seeds)
-        return self.to_trl(trials, list(keys), tasks, pad_id=agent.tokenizer.pad_token_id)
+        output = self.to_trl(trials, list(keys), tasks, pad_id=agent.tokenizer.pad_token_id)
+        if self.annotate is not None:
+            output.update(self.annotate(trials, tasks, envs_batch, seeds, agent))
+        self.last_fields = {name: values for name, values in output.items()
+                            if name not in ("prompt_ids", "completion_ids", "logprobs", "env_mask")}
+        return output
 
     def to_trl(self, trials: list[TokenTrial], keys: list[str], tasks: list[Task], pad_id: int) -> dict[str, list]:
         """TRL's dict: token lists, the agent mask as `env_mask`, and the `EXTRA_FIELDS` per trial."""

@@ -6,13 +6,18 @@ functions that use it, so `import envs` stays light.
 TextArena API (0.7.4): `env.reset(num_players, seed)`, `env.get_observation() -> (player_id,
 messages)`, `env.step(action) -> (done, step_info)`, `env.close() -> (rewards, game_info)`. Its
 `State` calls `random.seed(seed)` on Python's global generator, and its default
-`LLMObservationWrapper` keeps its history across resets; hence the two design choices below.
+`LLMObservationWrapper` keeps its history across resets; hence the design choices below: each game
+owns a private copy of the global generator's state, swapped in under one lock around every call into
+TextArena, so games in threads neither interleave their draws nor reseed the caller's `random`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import random
+import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -23,6 +28,8 @@ __all__ = ["TextArenaTask", "TextArenaGame", "IclGame", "register_icl_envs", "te
 
 # TextArena messages can be whole boards; they are sanitised but not cut short.
 _MESSAGE_CHARS = 8000
+# One lock for Python's global generator: TextArena seeds and draws from it inside reset and step.
+_GLOBAL_RANDOM_LOCK = threading.Lock()
 
 
 def import_textarena():
@@ -49,8 +56,11 @@ class TextArenaGame(TextEnv):
     episode of a trial resets the game with that seed, so the secret (TextArena draws it from Python's
     global `random` right after seeding it) is the same. The action inside `\\boxed{}` (or `[...]`,
     the format TextArena's prompt asks for) is sent to the game as `[action]`.
-    Not thread-safe: TextArena seeds Python's global generator at every reset, so two games in
-    threads can interleave their draws (`thread_safe = False`; run them in processes).
+    Thread-safe: TextArena seeds Python's global generator at every reset and draws from it, so each
+    game keeps its own copy of that generator's state and swaps it in, under a module-wide lock, for
+    every call into TextArena; games in threads give the same transcripts as sequential ones, and the
+    caller's `random` stream is left as it was. (Other code drawing from `random` in another thread
+    while a TextArena call runs could still take a draw; icl envs never use `random`.)
     Action Space: text; a move inside `\\boxed{}` or `[...]`.
     Observation Space: text; the game's messages (its prompt first), sanitised to printable ASCII.
     Starting State: the game's reset with the task's seed.
@@ -69,7 +79,7 @@ class TextArenaGame(TextEnv):
     Version History: v0: initial version.
     """
 
-    thread_safe = False
+    thread_safe = True
 
     def __init__(self, game_id: str = "GuessTheNumber-v0", success_reward: float = 1.0,
                  oracle_return: float | None = None, action_format: str = "either", **kwargs):
@@ -82,6 +92,20 @@ class TextArenaGame(TextEnv):
         super().__init__(action_format=action_format, **kwargs)
         self.game_id, self.success_reward, self._oracle = game_id, float(success_reward), oracle_return
         self._game = game
+        self._random_state: tuple | None = None
+
+    @contextlib.contextmanager
+    def _private_random(self) -> Iterator[None]:
+        """Run TextArena code on this game's own copy of Python's global generator, one game at a time."""
+        with _GLOBAL_RANDOM_LOCK:
+            outside = random.getstate()
+            if self._random_state is not None:
+                random.setstate(self._random_state)
+            try:
+                yield
+            finally:
+                self._random_state = random.getstate()
+                random.setstate(outside)
 
     def sample_task(self, rng: np.random.Generator) -> TextArenaTask:
         return TextArenaTask(self.game_id, int(rng.integers(2**31)))
@@ -99,17 +123,19 @@ class TextArenaGame(TextEnv):
         return "\n".join(lines)
 
     def _start(self) -> str:
-        self._game.reset(num_players=1, seed=self.task.seed)
-        return self._messages(skip_player=False)
+        with self._private_random():
+            self._game.reset(num_players=1, seed=self.task.seed)
+            return self._messages(skip_player=False)
 
     def _play(self, action: str) -> Turn:
-        turn_before = self._game.state.turn
-        done, _ = self._game.step(f"[{action}]")
-        text = self._messages(skip_player=True)
-        if not done:
-            # TextArena lets a player retry an invalid move without advancing the turn.
-            return Turn(text, invalid=self._game.state.turn == turn_before)
-        rewards, game_info = self._game.close()
+        with self._private_random():
+            turn_before = self._game.state.turn
+            done, _ = self._game.step(f"[{action}]")
+            text = self._messages(skip_player=True)
+            if not done:
+                # TextArena lets a player retry an invalid move without advancing the turn.
+                return Turn(text, invalid=self._game.state.turn == turn_before)
+            rewards, game_info = self._game.close()
         reward = float((rewards or {}).get(0, 0.0))
         player = game_info.get(0, {})
         invalid = bool(player.get("invalid_move"))

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from envs.core import printable
 
-__all__ = ["Parameter", "Tool", "ToolError", "parse_tool_call", "validate_arguments", "openai_schemas", "MAX_STRING_CHARS"]
+__all__ = [
+    "Parameter", "Tool", "ToolError", "parse_tool_call", "validate_arguments", "openai_schemas", "finite_number",
+    "MAX_STRING_CHARS",
+]
 
 #: Longest string argument accepted (names, dates, cities); a plan is an object, not a string.
 MAX_STRING_CHARS = 200
@@ -99,10 +103,36 @@ def openai_schemas(tools: Mapping[str, Tool]) -> list[dict]:
     return [tool.schema() for tool in tools.values()]
 
 
+def finite_number(value: Any) -> bool:
+    """Whether a decoded JSON value is a number a float can hold (never a bool, NaN or infinity).
+
+    JSON integers are unbounded: `1` followed by 400 zeros decodes to a Python int that `math.isfinite`
+    and `float()` cannot convert (OverflowError), so an int is compared with the largest float instead
+    (int-float comparison is exact in Python).
+    """
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= sys.float_info.max
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _shown(value: Any) -> str:
+    """A short printable rendering of any decoded JSON value, for error messages (never raises)."""
+    if isinstance(value, str):
+        return printable(repr(value), 60)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**40:
+        return f"an integer of {len(str(abs(value)))} digits"
+    try:
+        return printable(json.dumps(value), 60)
+    except (ValueError, RecursionError):
+        return "a value nested too deeply to show"
+
+
 def _check_value(parameter: Parameter, value: Any) -> Any:
     """The validated value, or ToolError naming the argument, the expected type and what came."""
     name, kind = parameter.name, parameter.kind
-    shown = printable(json.dumps(value) if not isinstance(value, str) else repr(value), 60)
+    shown = _shown(value)
     if kind == "string":
         if not isinstance(value, str):
             raise ToolError(f"argument '{name}' must be a string, got {shown}")
@@ -127,7 +157,7 @@ def _check_value(parameter: Parameter, value: Any) -> Any:
             raise ToolError(f"argument '{name}' must be a JSON object, got {shown}")
         return value
     # Numbers: bool is an int subclass in Python but never a valid number here.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not finite_number(value):
         raise ToolError(f"argument '{name}' must be a finite {kind}, got {shown}")
     if kind == "integer":
         if value != int(value):

@@ -10,10 +10,10 @@ dimensions skip them, so one planted error fails exactly one dimension.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from envs.core import printable
+from envs.planning.tools import finite_number
 from envs.planning.travel_schedule import (
     DINNER_WINDOW,
     EVENING_SURCHARGE_FROM,
@@ -68,7 +68,7 @@ def _read_activity(raw, path: str, errors: list[str]) -> dict | None:
         errors.append(f"{path} must be an object")
         return None
     kind = raw.get("type")
-    if kind not in _ACTIVITY_KEYS:
+    if not isinstance(kind, str) or kind not in _ACTIVITY_KEYS:
         errors.append(f"{path}.type must be one of {', '.join(_ACTIVITY_KEYS)}")
         return None
     expected = ("type",) + _ACTIVITY_KEYS[kind]
@@ -88,7 +88,7 @@ def _read_activity(raw, path: str, errors: list[str]) -> dict | None:
                 return None
             activity[key] = minute
         elif key == "cost":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if not finite_number(value) or value < 0:
                 errors.append(f"{path}.cost must be a number >= 0")
                 return None
             activity[key] = float(value)
@@ -122,7 +122,7 @@ def read_plan(raw: object) -> tuple[dict | None, list[str]]:
     days_raw, total = raw["days"], raw["total_cost"]
     if not isinstance(days_raw, list) or not 1 <= len(days_raw) <= _MAX_DAYS:
         return None, [f"plan.days must be a list of 1 to {_MAX_DAYS} days"]
-    if isinstance(total, bool) or not isinstance(total, (int, float)) or not math.isfinite(total) or total < 0:
+    if not finite_number(total) or total < 0:
         errors.append("plan.total_cost must be a number >= 0")
     days = []
     for index, day_raw in enumerate(days_raw):
@@ -140,8 +140,8 @@ def read_plan(raw: object) -> tuple[dict | None, list[str]]:
         accommodation = None
         if stay is not None:
             if (not isinstance(stay, dict) or set(stay) != {"name", "cost"} or not isinstance(stay["name"], str)
-                    or not stay["name"].strip() or len(stay["name"]) > _MAX_TEXT or isinstance(stay["cost"], bool)
-                    or not isinstance(stay["cost"], (int, float)) or not math.isfinite(stay["cost"]) or stay["cost"] < 0):
+                    or not stay["name"].strip() or len(stay["name"]) > _MAX_TEXT
+                    or not finite_number(stay["cost"]) or stay["cost"] < 0):
                 errors.append(f'{path}.accommodation must be null or {{"name": <hotel>, "cost": <number >= 0>}}')
             else:
                 accommodation = (stay["name"].strip(), float(stay["cost"]))

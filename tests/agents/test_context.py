@@ -115,3 +115,18 @@ def test_bandit_summary_skips_wasted_turns():
     text = build_messages(history, "summary")[1]["content"]
     first_line = text.split("\n")[2]
     assert "arm 4: 1 pulls" in first_line and sum(int(n) for n in re.findall(r"(\d+) pulls", first_line)) == 1
+
+
+def test_last_episode_keeps_only_the_current_episode_with_the_rules():
+    history = _played("icl/BernoulliBandit-Meta-v0", 3, 23)  # 20 pulls of episode 1, then 3 of episode 2
+    messages = build_messages(history, "last_episode")
+    assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * 3 + ["user"]
+    opening = messages[1]["content"]
+    # Episode 2 opens the context: its header and the rules, without episode 1's last feedback.
+    assert opening.startswith("[Episode 2/3]") and history.instructions in opening
+    assert opening == history.observations[20][history.observations[20].rfind("[Episode 2/3]"):]
+    assert [m["content"] for m in messages[2::2]] == history.replies[20:]
+    assert [m["content"] for m in messages[3::2]] == history.observations[21:]
+    # In the first episode it is the full context.
+    early = _played("icl/BernoulliBandit-Meta-v0", 3, 5)
+    assert build_messages(early, "last_episode") == build_messages(early, "full")

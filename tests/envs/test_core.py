@@ -1,5 +1,7 @@
 """The TextEnv core: action parsing, format errors, the invalid-action allowance and turn limits."""
 
+import time
+
 import gymnasium as gym
 import pytest
 
@@ -16,6 +18,9 @@ from envs.core import parse_action
         ("\\boxed{2} and an unclosed \\boxed{5", "2"),  # unclosed last box: the last complete one
         ('\\boxed{{"note": "a } b"}}', '{"note": "a } b"}'),  # a brace inside a JSON string value
         ('\\boxed{say "hi}', 'say "hi'),  # a stray quote falls back to plain counting
+        ('\\boxed{1} \\boxed{"a} \\boxed{2}', "2"),  # a stray quote does not hide a later box
+        ('\\boxed{{"q": "a \\" } b"}}', '{"q": "a \\" } b"}'),  # an escaped quote stays inside the string
+        ("\\boxed{" * 50 + "7}", "7"),  # unclosed openers around a complete box
         ("<think>\\boxed{9}</think> final \\boxed{1}", "1"),
         ("<think>I'd say \\boxed{9}</think> no box after thinking", None),
         ("no box at all", None),
@@ -33,6 +38,30 @@ def test_parse_bracket_and_either():
     assert parse_action("move [up]", "boxed") is None
     assert parse_action("[a] \\boxed{b}", "either") == "b"
     assert parse_action("[a] only", "either") == "a"
+
+
+@pytest.mark.parametrize(
+    "text, action_format",
+    [
+        ("\\boxed{" * 2341, "boxed"),  # unclosed openers filling the 16 KB planning cap
+        ("[" * 4096, "either"),
+        ("[" * 16384, "bracket"),
+        ('\\boxed{"' + '\\boxed{\\"' * 1800, "boxed"),  # every opener starts a long JSON string
+        ("{" * 16384, "boxed"),
+    ],
+    ids=["unclosed-boxes", "unclosed-brackets-either", "unclosed-brackets", "strings", "braces"],
+)
+def test_parse_is_linear_on_unclosed_openers(text, action_format):
+    # One scan per format: these took 0.7-1.9 s each when every opener restarted the scan; now a few ms.
+    # The bound is loose (CI shares cores); benchmarks/parse_worst_case.py measures it.
+    best = min(_seconds(lambda: parse_action(text, action_format, max_chars=16384)) for _ in range(3))
+    assert best < 0.05
+
+
+def _seconds(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
 
 
 def test_parse_non_string_and_length_cap():

@@ -38,7 +38,7 @@ def test_the_games_secret_persists_across_the_episodes_of_a_trial():
 
 def test_rewards_invalid_moves_and_the_turn_limit_map_onto_the_protocol():
     env = gym.make(GAME, episodes=1).unwrapped
-    assert env.thread_safe is False and isinstance(env, TextArenaGame)
+    assert env.thread_safe and isinstance(env, TextArenaGame)  # test_registered runs it in 64 threads
     _, info = env.reset(seed=4)
     _, _, terminated, _, info = env.step("\\boxed{twelve}")
     assert info["invalid_action"] and not terminated  # TextArena lets the player retry once
@@ -81,3 +81,17 @@ def test_an_icl_trial_is_one_textarena_game_under_its_default_wrappers(env_id, a
     assert game_info[0]["episode_successes"] == info["episode_successes"]
     # One trial, one game: the wrapper's history holds every episode.
     assert "[Episode 1/3]" in transcript and "[Episode 3/3]" in transcript and "[Player]" in transcript
+
+
+def test_textarena_games_leave_the_callers_global_random_alone():
+    # TextArena reseeds Python's global generator at every reset; the wrapper swaps in the game's own copy.
+    import random
+
+    random.seed(123)
+    expected = [random.random() for _ in range(3)]
+    random.seed(123)
+    env = gym.make(GAME)
+    env.reset(seed=5)
+    for guess in (10, 5, 15):
+        env.step(f"\\boxed{{{guess}}}")
+    assert [random.random() for _ in range(3)] == expected

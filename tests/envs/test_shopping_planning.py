@@ -152,6 +152,18 @@ def test_hostile_tool_calls_give_readable_errors_never_exceptions():
     assert "no product" in _step(env, HOSTILE[4])[4]["tool_error"]
 
 
+@pytest.mark.parametrize("number", ["1" + "0" * 400, "-1" + "0" * 400, "1e999", "NaN", "-Infinity"])
+def test_numbers_beyond_float_range_are_a_tool_error(number):
+    # Python's json decodes `1` followed by 400 zeros to an int that math.isfinite cannot convert: this step
+    # raised OverflowError before the number check compared ints with the largest float instead.
+    env = gym.make("icl/ShoppingPlanning-Easy-v0").unwrapped
+    env.reset(seed=0)
+    text = '\\boxed{{"name": "add_to_cart", "arguments": {"product_id": "P0001", "quantity": ' + number + "}}}"
+    observation, _, terminated, _, info = env.step(text)
+    assert info["invalid_action"] and not terminated
+    assert "'quantity' must be a finite integer" in info["tool_error"] and len(observation) < 1000
+
+
 def test_cart_tools_track_state_and_prices():
     env = ShoppingPlanning(difficulty="hard")
     _, info = env.reset(seed=2)

@@ -381,6 +381,35 @@ def test_hostile_tool_calls_give_readable_errors_never_exceptions():
     assert "HH:MM" in _step(env, HOSTILE[16])[0]
 
 
+def _plan_with(activity=None, stay=None, total=1) -> str:
+    activity = activity if activity is not None else {"type": "meal", "name": "x", "start": "12:00", "end": "13:00", "cost": 1}
+    day = {"day": 1, "activities": [activity], "accommodation": stay}
+    return json.dumps({"name": "submit_plan", "arguments": {"plan": {"days": [day], "total_cost": total}}})
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (_plan_with({"type": []}), "activities[0].type must be one of"),  # raised TypeError: unhashable list
+        (_plan_with({"type": {}}), "activities[0].type must be one of"),
+        (_plan_with({"type": 3.5}), "activities[0].type must be one of"),
+        (_plan_with(total=10**400), "total_cost must be a number"),  # raised OverflowError in math.isfinite
+        (_plan_with(stay={"name": "H", "cost": 10**400}), "accommodation must be null or"),
+        (_plan_with({"type": "meal", "name": "x", "start": "12:00", "end": "13:00", "cost": 10**400}), ".cost must be"),
+        (_plan_with({"type": "move", "from": "a", "to": "b", "mode": ["taxi"], "start": "12:00", "end": "13:00",
+                     "cost": 1}), ".mode must be"),
+        (_plan_with({"type": "meal", "name": {"x": 1}, "start": [12], "end": "13:00", "cost": 1}), "name must be a non-empty string"),
+    ],
+    ids=["type-list", "type-object", "type-number", "huge-total", "huge-stay", "huge-cost", "mode-list", "name-object"],
+)
+def test_any_json_value_in_a_plan_is_a_readable_schema_error(call, message):
+    env = TravelPlanning(difficulty="easy")
+    env.reset(seed=0)
+    observation, _, terminated, _, info = _step(env, call)
+    assert info["invalid_action"] and not terminated and info["tool"] == "submit_plan"
+    assert message in info["tool_error"] and info["tool_error"] in observation
+
+
 def test_tools_reveal_hidden_facts_only_in_details():
     env = TravelPlanning(difficulty="medium")
     _, info = env.reset(seed=5)

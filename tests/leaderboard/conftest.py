@@ -11,7 +11,7 @@ from leaderboard.evaluate import config_from_overrides, evaluate
 from leaderboard.evaluate_config import EvaluateConfig, ExecutorKind, RankMetric, SuiteConfig, SuiteEnvConfig
 from leaderboard.render import render
 
-AGENTS = ("oracle", "thompson", "thompson_memoryless", "uniform", "linucb")
+AGENTS = ("oracle", "oracle_memoryless", "thompson", "thompson_memoryless", "uniform", "linucb")
 
 
 def small_suites() -> list[SuiteConfig]:

@@ -45,7 +45,8 @@ def test_cli_unknown_agent_lists_the_available_ones(tmp_path):
         (["suite=nope"], "Could not find 'suite/nope'"),
         (["agent.bogus=1"], "bogus"),
         (["agent.memory=maybe"], "memory"),
-        (["executor=ray"], r"Invalid value 'ray', expected one of \[process, serial\]"),
+        (["executor=dask"], r"Invalid value 'dask', expected one of \[process, serial, ray\]"),
+        (["ray.address=auto", "ray.num_cpus=4"], "ray.num_cpus / ray.num_gpus size a local instance"),
         (["trials=0"], "evaluate.trials must be > 0"),
         (["agent=hf"], "agent.model"),  # mandatory value left out
         (["agent=hf", "agent.model=/m", "agent.temperature=0"], "agent.temperature must be > 0"),

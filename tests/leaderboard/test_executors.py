@@ -33,5 +33,5 @@ def test_worker_error_reaches_the_caller():
 
 def test_make_executor_names_allowed_kinds():
     assert isinstance(make_executor("serial"), SerialExecutor)
-    with pytest.raises(ValueError, match=r"unknown executor 'ray'; allowed: \['process', 'serial'\]"):
-        make_executor("ray")
+    with pytest.raises(ValueError, match=r"unknown executor 'dask'; allowed: \['process', 'serial', 'ray'\]"):
+        make_executor("dask")

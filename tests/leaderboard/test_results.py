@@ -76,6 +76,31 @@ def test_corrupt_middle_line_names_the_line(tmp_path):
         ResultsFile(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("[]", "it is a JSON list, not a row object"),  # raised AttributeError
+        ("123", "it is a JSON int, not a row object"),
+        ('"row"', "it is a JSON str, not a row object"),
+        ("null", "it is a JSON NoneType, not a row object"),
+        ("{}", "it has no schema_version"),  # said "schema version None"
+        ('{"schema_version": 1}', r"it lacks the key\(s\) agent, agent_hash, env_id, episodes, seed"),  # KeyError
+        ('{"schema_version": 1, "agent": "a", "agent_hash": "h", "env_id": "e", "episodes": "3", "seed": 1}',
+         r"key\(s\) episodes have the wrong type"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+    ids=["list", "int", "string", "null", "empty", "version-only", "wrong-type", "deep"],
+)
+def test_a_line_that_is_not_a_row_names_the_file_line_and_fix(tmp_path, line, problem):
+    path = tmp_path / RESULTS_FILE
+    path.write_text(json.dumps(_real_row(0)) + "\n" + line + "\n" + json.dumps(_real_row(1)) + "\n")
+    for read in (read_rows, lambda _: ResultsFile(tmp_path)):
+        with pytest.raises(ValueError, match=rf"results.jsonl:2 is not a .*{problem}.*remove that line, then rerun"):
+            read(path)
+    path.write_text(json.dumps(_real_row(0)) + "\n")
+    ResultsFile(tmp_path).close()  # the refusal released the writer lock
+
+
 def test_other_schema_version_is_refused(tmp_path):
     (tmp_path / RESULTS_FILE).write_text(json.dumps(dict(_real_row(0), schema_version=0)) + "\n")
     with pytest.raises(ValueError, match="schema version 0"):

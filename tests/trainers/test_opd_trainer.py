@@ -237,7 +237,7 @@ def test_config_groups_compose_against_their_schemas():
         (lambda: DistillConfig(loss="kd"), "distill.loss='kd' is not allowed; allowed: none, opd, grpo\\+opd"),
         (lambda: DistillConfig(divergence="kl"), "allowed: reverse_kl, forward_kl, jsd"),
         (lambda: DistillConfig(beta=2.0), "distill.beta"),
-        (lambda: TeacherConfig(kind="oracle"), "allowed: model, self"),
+        (lambda: TeacherConfig(kind="critic"), "allowed: model, self, oracle"),
         (lambda: TeacherConfig(sync_every=0), "teacher.sync_every"),
         (lambda: SelectionConfig(pool="sequence"), "allowed: trial, batch"),
         (lambda: check_opd(DistillConfig(loss="opd"), TeacherConfig(), SelectionConfig()), "teacher.path"),
