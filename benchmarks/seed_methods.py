@@ -170,25 +170,31 @@ def _row(env: str, name: str, rows_by_seed: list[list[dict]], args, seconds: flo
 
 
 def run(args, record) -> list[dict]:
-    """Every (env, method) of `args`, each row handed to `record` as soon as it is measured."""
+    """Every (method, env) of `args`, each row handed to `record` as soon as it is measured.
+
+    Methods are the outer loop, so an interrupted run has the first methods on every env.
+    """
     from trainers.orbit import load_config
     from trainers.tasks import TaskPool
 
-    out = []
+    out, setups = [], {}
     for env in args.envs:
         env_id = ENVS[env]
         root = args.output_dir / env
         teacher = _imitated(env_id, args.teacher_sft_steps, args.teacher_sft_trials, root / "teacher")
         student = _imitated(env_id, args.student_sft_steps, args.student_sft_trials, root / "student")
         tasks = TaskPool.from_config(load_config([f"env={env_id}"]).env).held_out(args.eval_trials)
+        setups[env] = (env_id, root, teacher, student, tasks)
         for name, directory in (("student", student), ("teacher", teacher)):
             out.append(record(_row(env, name, [_evaluate(directory, env_id, tasks)], args, 0.0)))
-        for method in tqdm(args.methods, desc=env):
+    for method in tqdm(args.methods, desc="methods"):
+        for env, (env_id, root, teacher, student, tasks) in setups.items():
             by_name: dict[str, list] = {}
             seconds = 0.0
             for seed in args.seeds:
                 started = time.perf_counter()
-                models = _train(method, args, env_id, seed, student, teacher, root / "runs" / f"{re.sub(r'[^A-Za-z0-9+.]', '_', method)}-{seed}")
+                run_dir = root / "runs" / f"{re.sub(r'[^A-Za-z0-9+.]', '_', method)}-{seed}"
+                models = _train(method, args, env_id, seed, student, teacher, run_dir)
                 seconds += time.perf_counter() - started
                 for name, directory in models.items():
                     by_name.setdefault(name, []).append(_evaluate(Path(directory), env_id, tasks))
