@@ -388,3 +388,16 @@ def test_fkl_then_rkl_switches_phase_at_switch_step(tmp_path):
                           teacher_config=TeacherConfig(path=str(tiny_model_path("M"))), selection=SelectionConfig())
     assert _logged(trainer, "distill/forward_kl_phase") == [1.0, 1.0, 0.0]
     assert trainer.distill_at(1).divergence == "forward_kl" and trainer.distill_at(2).divergence == "reverse_kl"
+
+
+def test_segment_selection_in_the_trainer_splits_the_agent_tokens_into_its_two_parts(tmp_path):
+    from trainers.opd import OPDTrainer
+
+    fractions = []
+    for part in ("reasoning", "action"):
+        trainer, _ = _trainer(OPDTrainer, tmp_path / part, distill=DistillConfig(loss="opd"),
+                              teacher_config=TeacherConfig(path=str(tiny_model_path("M"))),
+                              selection=SelectionConfig(rule="segment", segments=[part]))
+        fractions.append(_logged(trainer, "selection/kept_fraction")[0])
+    # The same seeded first batch in both runs: every agent token is in exactly one part of its turn.
+    assert sum(fractions) == pytest.approx(1.0)
