@@ -245,11 +245,15 @@ def plot(rows: list[dict], env: str, path: Path) -> None:
     plt.close(figure)
 
 
-def _read_csv(path: Path) -> tuple[list[dict], str]:
+def _read_csv(path: Path, dates: list[str] | None = None) -> tuple[list[dict], str]:
+    """The rows of the newest run in a results CSV, or of the runs started at `dates` (one table from several
+    invocations, e.g. seed 0 of every method, then more seeds of some); references are kept once."""
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
-    newest = max(row["date"] for row in rows)
-    rows = [row for row in rows if row["date"] == newest]
+    dates = dates or [max(row["date"] for row in rows)]
+    rows = [row for row in rows if row["date"] in dates]
+    references = {row["method"] for row in rows if row["seed"] == ""}
+    rows = [row for row in rows if row["seed"] != "" or row["date"] == dates[0]] if references else rows
     out = []
     for row in rows:
         parsed = {key: float(value) for key, value in row.items()
@@ -272,14 +276,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--sft-steps", type=int, default=400)
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/teachers"))
     parser.add_argument("--plot", type=Path, default=None, metavar="CSV", help="only redraw the newest run's figure")
+    parser.add_argument("--dates", type=lambda text: text.split(","), default=None,
+                        help="with --plot: the run dates (CSV `date` column) to combine; default the newest")
     parser.add_argument("--smoke", action="store_true", help="seconds-long runs, results in an ignored .tmp file")
     args = parser.parse_args(argv)
     if args.smoke:
         args.budget, args.trials, args.sft_trials, args.sft_steps = 3.0, 6, 40, 4
         args.output_dir = args.output_dir / "smoke"
     if args.plot is not None:
-        rows, env = _read_csv(args.plot)
-        plot(rows, env, args.plot.with_name(f"teachers_{env}.png"))
+        rows, env = _read_csv(args.plot, args.dates)
+        plot(rows, env, args.plot.with_name(f"teachers_{env}.png" if args.plot.suffix == ".csv" else "teachers.png.tmp"))
         print_table(rows, env)
         return rows
     methods = [name.strip() for name in args.methods.split(",") if name.strip()]
