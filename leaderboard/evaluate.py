@@ -219,7 +219,9 @@ def _batches(jobs: list[TrialJob], size: int) -> list[list[TrialJob]]:
 def plan_jobs(config: EvaluateConfig, runs: list[SuiteRun]) -> list[tuple[SuiteRun, list[TrialJob], dict[str, str]]]:
     """Every (suite, its jobs in run order, env ids skipped with the reason) for the config's agent."""
     digest = agent_hash(config.agent)
-    imports = envs.imported_modules()
+    # Only the modules this run names travel to workers: one another run imported may not import there.
+    prefixes = [envs.split_env_id(env.env_id)[0] for run in runs for env in run.envs]
+    imports = tuple(dict.fromkeys([*config.imports, *(module for module in prefixes if module)]))
     plans = []
     for run in runs:
         jobs, skipped = [], {}
