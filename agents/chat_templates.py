@@ -1,7 +1,7 @@
 """Choosing a chat template a token-in/token-out agent can append to (`model.chat_template`, `model.enable_thinking`).
 
 A multi-episode trial is one growing context: the agent appends each new observation as the ids the
-template adds after an assistant turn (`agents.token_loop.ChatFormat`). That needs a template that
+template adds after an assistant turn (`agents.chat_format.ChatFormat`). That needs a template that
 renders earlier turns the same whether or not more messages follow. Several shipped templates do not:
 Qwen3's drops the `<think>` block of every assistant turn before the last user message, the Qwen3.5 and
 gpt-oss templates rewrite earlier reasoning the same way. TRL 1.16 ships a training variant of those
@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from agents.token_loop import ChatFormat, TemplateNotAppendable
+from agents.chat_format import ChatFormat, TemplateNotAppendable
 
 __all__ = ["ChatTemplateNotice", "shipped_templates", "template_label", "apply_chat_template_choice",
            "select_chat_format"]

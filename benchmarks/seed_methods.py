@@ -77,8 +77,8 @@ def _imitated(env_id: str, steps: int, trials: int, directory: Path) -> Path:
     """The tiny model after imitating the env's baseline (`trainers.sft`), cached in `directory`."""
     if (directory / "config.json").is_file():
         return directory
+    from agents.chat_format import ChatFormat
     from agents.context import DEFAULT_SYSTEM_PROMPT
-    from agents.token_loop import ChatFormat
     from trainers.orbit import load_config, load_policy
     from trainers.sft import default_sft_agent, imitate, imitation_data
     from trainers.tasks import TaskPool

@@ -118,8 +118,8 @@ def _imitated(scale: Scale, size: str, trials: int, steps: int, directory: Path,
     cached in `directory`."""
     if (directory / "config.json").is_file():
         return directory
+    from agents.chat_format import ChatFormat
     from agents.context import DEFAULT_SYSTEM_PROMPT
-    from agents.token_loop import ChatFormat
     from trainers.orbit import load_policy
     from trainers.sft import imitate, imitation_data
     from trainers.tasks import TaskPool

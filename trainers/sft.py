@@ -26,9 +26,9 @@ import torch
 from tqdm.auto import tqdm
 
 import agents
+from agents.chat_format import ChatFormat
 from agents.context import TrialHistory, build_messages
 from agents.rollout import play_trial
-from agents.token_loop import ChatFormat
 from agents.tokens import TokenTrial
 from trainers.tasks import Task
 

@@ -12,8 +12,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import envs  # noqa: F401  (registers the icl ids)
 from agents import HFAgent, tiny_model_path
+from agents.chat_format import ChatFormat
 from agents.context import DEFAULT_SYSTEM_PROMPT, TrialHistory, build_messages
-from agents.token_loop import ChatFormat
 from trainers.opd import (
     TokenBatch,
     gather_agent_rows,

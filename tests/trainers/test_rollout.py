@@ -5,9 +5,9 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agents import tiny_model_path
+from agents.chat_format import ChatFormat
 from agents.context import DEFAULT_SYSTEM_PROMPT
 from agents.hf_agent import HFAgent
-from agents.token_loop import ChatFormat
 from trainers import rewards
 from trainers.orbit_config import EnvConfig
 from trainers.rollout import OrbitRollout, TaskReplay, rollout_metrics, trial_fields

@@ -8,9 +8,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import agents
 from agents import tiny_model_path
+from agents.chat_format import ChatFormat
 from agents.context import DEFAULT_SYSTEM_PROMPT
 from agents.rollout import play_trial
-from agents.token_loop import ChatFormat, Generation, TokenAgent
+from agents.token_loop import Generation, TokenAgent
 from trainers.orbit_config import EnvConfig
 from trainers.sft import default_sft_agent, imitate, imitation_data, render_trial
 from trainers.tasks import TaskPool

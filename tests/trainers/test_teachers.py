@@ -11,8 +11,8 @@ import torch
 import agents
 import envs  # noqa: F401  (registers the icl ids)
 from agents import tiny_model_path
+from agents.chat_format import ChatFormat
 from agents.context import DEFAULT_SYSTEM_PROMPT
-from agents.token_loop import ChatFormat
 from trainers import oracle_teacher
 from trainers.oracle_teacher import (
     action_token_targets,
