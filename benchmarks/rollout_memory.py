@@ -5,7 +5,8 @@
 Two sweeps over multi-episode bandit trials played by `HFAgent.play_batch` with the random-initialised tiny M
 model. A random model almost never ends its turn; a fixed bias on its end-of-turn logit (`--end-bias`, 5.3:
 about one turn in 12 tokens, capped at `--max-new-tokens`) makes turns end at random lengths, as a real
-model's do, which is what leaves padding holes in a shared cache:
+model's do, which is what leaves padding holes in a shared cache. Its actions are mostly malformed, so the
+env's `max_invalid` is raised to the trial length: every trial plays all its turns.
 
 1. Speed against trial length: 8 trials of 5, 10 and 20 turns, the cache kept across turns (what the agent
    does) against a backend that re-prefills each row's whole context every turn (what a loop without a cache
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 import time
 from pathlib import Path
 
@@ -73,18 +75,23 @@ class RePrefillBackend(MeteredBackend):
         return generations
 
 
-def play(model, tokenizer, backend_class, trials: int, turns: int, chunk: int, compact: bool, max_new_tokens: int):
-    """Plays `trials` bandit trials of `turns` pulls; returns (trials' token ids, the backend, seconds)."""
-    agent = HFAgent(model, tokenizer, max_new_tokens=max_new_tokens, seed=0)
-    agent.backend = backend = backend_class(model, agent.backend.pad_id, autocast=False)
-    backend.compact = compact
-    environments = [gym.make("icl/BernoulliBandit-Meta-v0", episodes=2, horizon=turns // 2) for _ in range(trials)]
-    started = time.perf_counter()
-    played = []
-    for start in range(0, trials, chunk):
-        played += agent.play_batch(environments[start : start + chunk], list(range(start, min(start + chunk, trials))))
-    seconds = time.perf_counter() - started
-    return [list(trial.completion_ids) for trial in played], backend, seconds
+def play(model, tokenizer, backend_class, trials: int, turns: int, chunk: int, compact: bool, max_new_tokens: int,
+         repeats: int = 3):
+    """Plays `trials` bandit trials of `turns` pulls `repeats` times; returns (the trials' ids, the last backend,
+    the median seconds)."""
+    times = []
+    for _ in range(repeats):  # the same trials each time (seeded); the median time
+        agent = HFAgent(model, tokenizer, max_new_tokens=max_new_tokens, seed=0)
+        agent.backend = backend = backend_class(model, agent.backend.pad_id, autocast=False)
+        backend.compact = compact
+        environments = [gym.make("icl/BernoulliBandit-Meta-v0", episodes=2, horizon=turns // 2, max_invalid=turns)
+                        for _ in range(trials)]
+        started = time.perf_counter()
+        played = []
+        for start in range(0, trials, chunk):
+            played += agent.play_batch(environments[start : start + chunk], list(range(start, min(start + chunk, trials))))
+        times.append(time.perf_counter() - started)
+    return [list(trial.completion_ids) for trial in played], backend, statistics.median(times)
 
 
 def _row(sweep, mode, trials, turns, chunk, backend, seconds, identical=""):
@@ -160,7 +167,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         writer.writeheader()
         writer.writerows(rows)
     plot(rows, args.csv.with_suffix(".png"))
-    print(f"\n| sweep | mode | trials | turns | chunk | tokens/s | peak slots/row | peak KV MiB | identical |")
+    print("\n| sweep | mode | trials | turns | chunk | tokens/s | peak slots/row | peak KV MiB | identical |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['sweep']} | {row['mode']} | {row['trials']} | {row['turns']} | {row['chunk']} | "
