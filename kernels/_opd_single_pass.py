@@ -7,7 +7,7 @@ by index inside the loop):
    into fp32 scratch (the teacher on a second CUDA stream; padded teacher rows >= V are never
    read), then `_sp_stats_kernel` applies 1/tau, updates the exact fp32 running statistics and
    stores x = z - m_running (fp16 for half inputs, fp32 for fp32 inputs) into (C x V) buffers;
-2. the row statistics are finished (`kernels.opd._merge_stats`, one split); JSD adds one read
+2. the row statistics are finished (`kernels._opd_merge.merge_stats`, one split); JSD adds one read
    pass (`_sp_jsd_kernel`) for KL(p || m);
 3. `_sp_grad_kernel` writes dZ = (w_n / max|w|) dD/dz in place over the student buffer;
 4. dH[c] = dZ W_s (cuBLAS, K = V, complete per chunk) and dW += dZ^T h_s[c] (in place into the
@@ -29,6 +29,7 @@ import torch
 
 from kernels import _opd_single_pass_triton as sp
 from kernels import _opd_triton as k
+from kernels._opd_merge import addmm_into_fp32_, merge_stats  # the tl.dot path's finishing algebra
 from kernels.opd_reference import TokenStats
 
 # ---- tunables (untuned: no GPU was available when they were chosen; `benchmarks/gemm_shapes.py` decides) ----
@@ -119,7 +120,6 @@ def _block_logits(h_s, h_t, w_s, w_t, scratch, side):
 
 def _chunk_statistics(h_s, h_t, ws, wt, tokens, bufs, tiles, inv_tau, store):
     """Runs steps 1-2 for one chunk; returns the finished statistics (dict of (rows,) fp32)."""
-    from kernels.opd import _merge_stats  # same finishing algebra as the tl.dot path
 
     rows, vocab = h_s.shape[0], ws.shape[0]
     state = bufs["state"][:, :rows]
@@ -139,7 +139,7 @@ def _chunk_statistics(h_s, h_t, ws, wt, tokens, bufs, tiles, inv_tau, store):
             STORE=store, HAS_TOKENS=tokens is not None,
             BLOCK_M=tiles["BLOCK_M"], BLOCK_V=tiles["BLOCK_V"], num_warps=tiles["num_warps"],
         )
-    return _merge_stats(state[:, None, :], k, has_tokens=tokens is not None)
+    return merge_stats(state[:, None, :], k, has_tokens=tokens is not None)
 
 
 def _buffers(chunk, vocab, device, tiles, store_dtype=None):
@@ -238,7 +238,6 @@ def distill_single_pass(hs, ws, ht, wt, row_weights, divergence, beta, temperatu
     GEMMs, so those cost 2k GEMM-equivalents for a kept ratio k (one host sync per chunk: the
     kept count sizes the GEMMs).
     """
-    from kernels.opd import _addmm_into_fp32_
 
     num_rows, vocab = hs.shape[0], ws.shape[0]
     selected = num_rows if rows is None else rows.shape[0]
@@ -290,7 +289,7 @@ def distill_single_pass(hs, ws, ht, wt, row_weights, divergence, beta, temperatu
         elif grad_hidden is not None:
             grad_hidden.index_copy_(0, index, torch.mm(dz, ws).mul_(out_scale))
         if acc is not None:
-            _addmm_into_fp32_(acc, dz.T, h_s, out_scale) if acc.dtype != dz.dtype else acc.addmm_(
+            addmm_into_fp32_(acc, dz.T, h_s, out_scale) if acc.dtype != dz.dtype else acc.addmm_(
                 dz.T, h_s, alpha=out_scale)
     del bufs
     if grad_weight_out is not None or acc is None:

@@ -26,7 +26,7 @@ import triton.language as tl
 from kernels._opd_triton import _log_mixture, _rescale
 
 # Rows of the (STATE_ROWS, chunk) running-state buffer; the same order as `_opd_triton.STAT_ROWS`,
-# so `kernels.opd._merge_stats` finishes it unchanged (as a single split).
+# so `kernels._opd_merge.merge_stats` finishes it unchanged (as a single split).
 STATE_ROWS = 10
 
 
