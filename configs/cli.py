@@ -31,6 +31,7 @@ __all__ = [
     "typed_config",
     "free_form_overrides",
     "explain",
+    "exit_if_config_error",
     "run",
     "EXIT_CONFIG_ERROR",
 ]
@@ -222,6 +223,16 @@ def _is_config_error(error: BaseException) -> bool:
     from omegaconf.errors import OmegaConfBaseException
 
     return isinstance(error, (ConfigError, HydraException, OmegaConfBaseException))
+
+
+def exit_if_config_error(error: BaseException, prog: str) -> None:
+    """For a config error, print `<prog>: error: <message>` and exit with code 2; otherwise return (re-raise).
+
+    For command lines that compose their config themselves (`trainers.soda`, `trainers.compress`).
+    """
+    if _is_config_error(error) and os.environ.get("HYDRA_FULL_ERROR") != "1":
+        print(f"{prog}: error: {explain(error)}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG_ERROR) from None
 
 
 def run(app: Callable[[], Any], *, prog: str, schema: type,

@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 import torch
 
+from configs.cli import exit_if_config_error
 from trainers import pruning
 from trainers.compress_config import CompressRunConfig, load_compress_config
 from trainers.evaluation import evaluate_model, summarize
@@ -225,10 +226,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
         config = load_compress_config(arguments)
-    except ValueError as error:
-        if argv is not None:
-            raise
-        raise SystemExit(f"python -m trainers.compress: {error}") from None
+    except Exception as error:  # a bad config: one message and exit code 2 on the command line
+        if argv is None:
+            exit_if_config_error(error, "python -m trainers.compress")
+        raise
     records = compress(config)
     _print(records)
     print(f"leaderboard: python -m leaderboard.render {config.output_dir}")

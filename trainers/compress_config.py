@@ -11,18 +11,16 @@ uncompressed model itself, the SLM paper's order: re-distil the pruned student f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Sequence
 
-from trainers.opd_config import TeacherConfig, register_opd_configs
-from trainers.optim_config import OptimConfig, register_optim_configs
+from trainers.opd_config import TeacherConfig
+from trainers.optim_config import OptimConfig
 from trainers.orbit_config import (
-    CONFIG_DIR,
     EnvConfig,
     ModelConfig,
     TrainConfig,
+    compose_config,
     register_configs,
-    resolve_env_overrides,
 )
 
 __all__ = ["METHODS", "CRITERIA", "RECOVERIES", "PruneConfig", "CompressRunConfig", "load_compress_config"]
@@ -110,14 +108,5 @@ def load_compress_config(overrides: Sequence[str] = ()) -> CompressRunConfig:
         hydra.errors.ConfigCompositionException / omegaconf errors: an unknown key or group option.
         ValueError: a bad value, naming the key and the allowed values.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
-
     register_configs()
-    register_opd_configs()
-    register_optim_configs()
-    ConfigStore.instance().store(name="compress_schema", node=CompressRunConfig)
-    with initialize_config_dir(config_dir=str(Path(CONFIG_DIR)), version_base="1.3"):
-        composed = compose(config_name="compress", overrides=resolve_env_overrides(overrides))
-    return OmegaConf.to_object(composed)
+    return compose_config("compress", CompressRunConfig, overrides)

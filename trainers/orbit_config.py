@@ -476,14 +476,27 @@ def load_config(overrides: Sequence[str] = ()) -> OrbitConfig:
         hydra.errors.ConfigCompositionException / omegaconf errors: an unknown key or group option, by name.
         ValueError: a bad value, naming the key and the allowed values (`configs.cli.ConfigError`).
     """
+    register_configs()
+    return compose_config("orbit", OrbitConfig, overrides)
+
+
+def compose_config(config_name: str, schema: type, overrides: Sequence[str]) -> Any:
+    """`configs/<config_name>.yaml` composed with overrides and checked into `schema` (stored in Hydra's
+    ConfigStore as `<config_name>_schema`, which the YAML's defaults name): the loader of every trainer.
+
+    Raises:
+        hydra.errors.ConfigCompositionException / omegaconf errors: an unknown group option, by name.
+        ValueError: an unknown key, a bad or non-finite value (`configs.cli.ConfigError`).
+    """
     from hydra import compose, initialize_config_module
+    from hydra.core.config_store import ConfigStore
 
     from configs.cli import free_form_overrides, typed_config
 
-    register_configs()
-    overrides = free_form_overrides(resolve_env_overrides(overrides), OrbitConfig)
+    ConfigStore.instance().store(name=f"{config_name}_schema", node=schema)
+    overrides = free_form_overrides(resolve_env_overrides(overrides), schema)
     with initialize_config_module(config_module="configs", version_base="1.3"):
-        composed = compose(config_name="orbit", overrides=overrides)
+        composed = compose(config_name=config_name, overrides=overrides)
     return typed_config(composed)
 
 

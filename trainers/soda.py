@@ -40,6 +40,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import pad
 
+from configs.cli import exit_if_config_error
 from trainers import checkpointing
 from trainers.metrics import MetricsLogger
 from trainers.opd import load_teacher
@@ -241,10 +242,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
         config = load_soda_config(arguments)
-    except ValueError as error:
-        if argv is not None:
-            raise
-        raise SystemExit(f"python -m trainers.soda: {error}") from None
+    except Exception as error:  # a bad config: one message and exit code 2 on the command line
+        if argv is None:
+            exit_if_config_error(error, "python -m trainers.soda")
+        raise
     started = time.perf_counter()
     final = train(config)
     print(f"model: {final} (done in {time.perf_counter() - started:.0f} s)")

@@ -15,7 +15,7 @@ import yaml
 from configs import cli
 from leaderboard import evaluate as leaderboard_evaluate
 from tests.plugin_demo import PLUGIN_ID, install_plugin, run_with_plugin
-from trainers import orbit
+from trainers import compress, orbit, soda
 from trainers.orbit_config import OrbitConfig, load_config
 
 # One GRPO step of 2 groups x 2 trials on 2-episode trials, no imitation, 2 held-out trials: seconds per run.
@@ -80,6 +80,10 @@ def _run_cli(monkeypatch, capsys, main, arguments):
     (leaderboard_evaluate.main, ["trials=-1"], "evaluate.trials must be > 0"),
     (leaderboard_evaluate.main, ["agent=hf", "agent.model=/m", "agent.temperature=inf"], "agent.temperature=inf"),
     (leaderboard_evaluate.main, ["suite.envs=[{id: icl/Nope-v0}]"], "not registered"),
+    # The seed methods' command lines compose their configs the same way.
+    (soda.main, ["teacher.path=/t", "+train.lrr=0.1"], "unknown key `train.lrr`; did you mean `train.lr`?"),
+    (soda.main, ["teacher.path=/t", "train.lr=nan"], "train.lr=nan must be"),
+    (compress.main, ["method=nope"], "method='nope'; allowed: prune, int8, prune+int8"),
 ])
 def test_both_command_lines_refuse_a_bad_config_with_one_message_and_exit_2(monkeypatch, capsys, main, arguments,
                                                                             message):
