@@ -3,7 +3,7 @@
     python -m benchmarks.seed_methods                                  # CPU default: both envs, 1 seed, 20 steps
     python -m benchmarks.seed_methods --seeds 0 1 2 --steps 40         # the issue's 3 seeds
     python -m benchmarks.seed_methods --envs bandit --methods grpo opd # a subset
-    python -m benchmarks.seed_methods --plot benchmarks/results/seed_methods.csv   # redraw the newest run
+    python -m benchmarks.seed_methods --plot benchmarks/results/seed_methods.csv   # redraw each env's newest run
     python -m benchmarks.seed_methods --smoke                          # minutes: the script end to end
 
 Per env (`bandit` = the trainer's default `icl/BernoulliBandit-Meta-v0`, `mastermind` =
@@ -251,9 +251,12 @@ def plot(rows: list[dict], path: Path) -> Path:
 
 
 def _newest_run(path: Path) -> list[dict]:
+    """Each env's rows of its newest run (envs may run in separate processes)."""
     rows = list(csv.DictReader(path.open()))
-    newest = max(row["date"] for row in rows)
-    return [row for row in rows if row["date"] == newest]
+    newest = {}
+    for row in rows:
+        newest[row["env"]] = max(newest.get(row["env"], ""), row["date"])
+    return [row for row in rows if row["date"] == newest[row["env"]]]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

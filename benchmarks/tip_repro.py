@@ -154,8 +154,8 @@ def _evaluate(model, tokenizer, config, tasks) -> dict:
 
 def _fixed_batch(model, tokenizer, config, tasks):
     """One batch of the student's own trials, the same for every rule (for the per-step memory and time)."""
-    from trainers.opd import pad_batch, trial_sequences
     from trainers.orbit import make_hf_agent
+    from trainers.token_batch import pad_batch, trial_sequences
 
     agent = make_hf_agent(model, tokenizer, config, seed=777)
     trials = agent.play_batch([task.source.make() for task in tasks], [task.seed for task in tasks])

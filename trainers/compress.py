@@ -40,11 +40,11 @@ from configs.cli import exit_if_config_error
 from trainers import pruning
 from trainers.compress_config import CompressRunConfig, load_compress_config
 from trainers.evaluation import evaluate_model, summarize
-from trainers.opd import pad_batch, trial_sequences
 from trainers.opd_config import DistillConfig, SelectionConfig, TeacherConfig
 from trainers.orbit_config import ModelConfig, OrbitConfig
 from trainers.orbit_trainer import load_policy, make_hf_agent
 from trainers.tasks import TaskPool
+from trainers.token_batch import pad_batch, trial_sequences
 
 __all__ = ["COMPRESSION_FILE", "SUITE", "weights_size_bytes", "cpu_tokens_per_s", "quantize_int8", "prune",
            "compress", "main"]
