@@ -22,6 +22,9 @@ trials; GRPO with the project's recipe, lr 2e-4 and KL 0.04; distillation with l
 untuned), and `compressed` (the teacher pruned by half with the reconstruction criterion: `pruned`, then
 `--steps` OPD steps from the unpruned teacher: `pruned+recovered`). References: `student`, `teacher`.
 
+A (method, seed) that trained to the end is reused by a later run with the same `--output-dir` and settings
+(more seeds, or a run that was stopped): only its evaluation runs again.
+
 Held-out score: the same `--eval-trials` held-out tasks for every method, played at temperature 1 with one
 fixed sampling seed; per-episode regret and success with 95% Student-t intervals over trials (pooled over
 seeds). Rows go to benchmarks/results/seed_methods.csv (device, commit, date, versions; smoke rows to an
@@ -51,6 +54,12 @@ from benchmarks.provenance import append_csv, commit, version  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ENVS = {"bandit": "icl/BernoulliBandit-Meta-v0", "mastermind": "icl/Mastermind-Easy-v0"}
+#: Per env: the reward GRPO trains on and the regret at which Paced counts a trial as passed. The students
+#: never win an episode, so ORBIT's success reward and a success pass rate would give every group zero
+#: advantages and zero Paced weights (no update at all); negative regret is the trainer's bandit default, and
+#: the thresholds sit between student and teacher (bandit: uniform play's 24; Mastermind-Easy: 3.0).
+ENV_TRAIN = {"bandit": ["env.reward=negative_regret", "train.pace_success=24.0"],
+             "mastermind": ["env.reward=negative_regret", "train.pace_success=3.0"]}
 GRPO_LR, DISTILL_LR, SODA_LR = 2e-4, 3e-3, 3e-4
 #: name -> (family, extra overrides); the family picks the entry point and learning rate.
 METHODS = {
@@ -117,10 +126,36 @@ def _evaluate(directory: Path, env_id: str, tasks: list) -> list[dict]:
 
 
 def _common(args, env_id: str, seed: int, output_dir: Path) -> list[str]:
-    return [f"env={env_id}", "train.init=none", f"train.max_steps={args.steps}", f"train.seed={seed}",
+    env = next(name for name, registered in ENVS.items() if registered == env_id)
+    return [f"env={env_id}", *ENV_TRAIN[env], "train.init=none", f"train.max_steps={args.steps}", f"train.seed={seed}",
             f"train.tasks_per_step={args.tasks_per_step}", f"train.num_generations={args.num_generations}",
             "train.eval_trials=1", "train.eval_greedy=false", f"train.eval_every={args.steps + 1}",
             f"train.save_every={args.steps + 1}", f"train.cpu_threads={args.threads}", f"output_dir={output_dir}"]
+
+
+#: Written in a run's directory once it trained to the end: what to evaluate and how long training took.
+DONE_FILE = "seed_methods_run.json"
+
+
+def _train_once(method: str, args, env_id: str, seed: int, student: Path, teacher: Path,
+                run_dir: Path) -> tuple[dict[str, Path], float]:
+    """`_train`, or the models of an earlier run of the same method and seed that trained to the end (so
+    more seeds, or a run that was stopped, reuse the finished ones); returns (models, training seconds)."""
+    done = run_dir / DONE_FILE
+    setting = {"steps": args.steps, "tasks_per_step": args.tasks_per_step, "num_generations": args.num_generations,
+               "soda_tasks": args.soda_tasks, "student": str(student), "teacher": str(teacher),
+               "common": _common(args, env_id, seed, run_dir)}
+    if done.exists():
+        record = json.loads(done.read_text())
+        models = {name: Path(directory) for name, directory in record["models"].items()}
+        if record.get("setting") == setting and all(directory.exists() for directory in models.values()):
+            return models, float(record["seconds"])
+    started = time.perf_counter()
+    models = _train(method, args, env_id, seed, student, teacher, run_dir)
+    seconds = time.perf_counter() - started
+    done.write_text(json.dumps({"models": {name: str(path) for name, path in models.items()}, "seconds": seconds,
+                                "setting": setting}))
+    return models, seconds
 
 
 def _train(method: str, args, env_id: str, seed: int, student: Path, teacher: Path, run_dir: Path) -> dict[str, Path]:
@@ -192,10 +227,9 @@ def run(args, record) -> list[dict]:
             by_name: dict[str, list] = {}
             seconds = 0.0
             for seed in args.seeds:
-                started = time.perf_counter()
                 run_dir = root / "runs" / f"{re.sub(r'[^A-Za-z0-9+.]', '_', method)}-{seed}"
-                models = _train(method, args, env_id, seed, student, teacher, run_dir)
-                seconds += time.perf_counter() - started
+                models, trained_s = _train_once(method, args, env_id, seed, student, teacher, run_dir)
+                seconds += trained_s
                 for name, directory in models.items():
                     by_name.setdefault(name, []).append(_evaluate(Path(directory), env_id, tasks))
             for name, rows in by_name.items():
