@@ -44,5 +44,7 @@ PY
 "$WORK/venv/bin/python" -m leaderboard.evaluate agent=thompson suite=bandits trials=2 output_dir=out progress=false \
     | tail -n 3
 test -s out/results.jsonl
-"$WORK/venv/bin/python" -m trainers.orbit --help | head -n 3
+# Into a file first: `--help | head` would close the pipe before a long help text is written (BrokenPipeError).
+"$WORK/venv/bin/python" -m trainers.orbit --help > orbit_help.txt
+head -n 3 orbit_help.txt
 echo "install check: the wheel runs leaderboard.evaluate and trainers.orbit"
