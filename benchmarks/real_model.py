@@ -70,6 +70,11 @@ def _peak_gib() -> float:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
 
 
+def _reset_peak() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
 def _sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -89,7 +94,7 @@ def run_mode(path: Path, mode: str, turn_tokens: int, steps: int, args: argparse
     class Timed(OrbitTrainer):
         def _generate_and_score_completions(self, inputs):
             _sync()
-            torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
+            _reset_peak()
             started = time.perf_counter()
             output = super()._generate_and_score_completions(inputs)
             _sync()
@@ -132,7 +137,7 @@ def run_mode(path: Path, mode: str, turn_tokens: int, steps: int, args: argparse
             trainer = Timed(model, tokenizer, TaskPool.from_config(config.env), config, output_dir=Path(output_dir),
                             callbacks=[StepClock()])
         timing["params"] = sum(parameter.numel() for parameter in model.parameters())
-        torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
+        _reset_peak()
         trainer.train()
         del trainer, model
         if torch.cuda.is_available():

@@ -107,21 +107,19 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (speed, memory) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for mode, marker in (("kv_reuse", "o"), ("re_prefill", "s")):
-        points = [row for row in rows if row["sweep"] == "speed" and row["mode"] == mode]
-        speed.plot([row["turns"] for row in points], [row["tokens_per_s"] for row in points], marker=marker, label=mode)
-    speed.set_xlabel("turns per trial")
-    speed.set_ylabel("generated tokens / s")
-    speed.set_title("8 trials, tiny M model, CPU", fontsize=9)
-    speed.legend()
-    for mode, marker in (("one_cache_no_compaction", "o"), ("compacted_chunks", "s")):
-        points = [row for row in rows if row["sweep"] == "memory" and row["mode"] == mode]
-        memory.plot([row["trials"] for row in points], [row["peak_kv_mib"] for row in points], marker=marker, label=mode)
-    memory.set_xlabel("trials")
-    memory.set_ylabel("peak KV cache (MiB)")
-    memory.set_title("20 turns per trial", fontsize=9)
-    memory.legend()
+    turns = max(row["turns"] for row in rows if row["sweep"] == "memory")
+    panels = (("speed", "turns", "tokens_per_s", ("kv_reuse", "re_prefill"), "turns per trial",
+               "generated tokens / s", "8 trials, tiny M model, CPU"),
+              ("memory", "trials", "peak_kv_mib", ("one_cache_no_compaction", "compacted_chunks"), "trials",
+               "peak KV cache (MiB)", f"{turns} turns per trial"))
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for axis, (sweep, x, y, modes, xlabel, ylabel, title) in zip(axes, panels, strict=True):
+        for mode, marker in zip(modes, "os", strict=True):
+            points = [row for row in rows if row["sweep"] == sweep and row["mode"] == mode]
+            axis.plot([row[x] for row in points], [row[y] for row in points], marker=marker, label=mode)
+        axis.set(xlabel=xlabel, ylabel=ylabel)
+        axis.set_title(title, fontsize=9)
+        axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 

@@ -34,7 +34,6 @@ __all__ = [
     "default_episodes",
     "load_plugins",
     "import_modules",
-    "imported_modules",
     "resolve_env_id",
     "split_env_id",
     "MULTI_EPISODE_KEYS",
@@ -70,8 +69,6 @@ class CatalogEntry:
 _CATALOG: dict[str, CatalogEntry] = {}
 # The env class (or factory) behind each id registered here, for the generic baselines.
 _CLASSES: dict[str, type | str | Callable] = {}
-# Modules imported to register envs (`imports=`, `module:` prefixes), in order: workers import them too.
-_IMPORTED: list[str] = []
 #: The spec kwarg naming the env class (`"module:Class"`), so every spec is JSON (`gym.spec(id).to_json()`).
 ENV_CLASS_KEY = "env_class"
 
@@ -201,7 +198,7 @@ def split_env_id(env_id: str) -> tuple[str | None, str]:
 
 
 def import_modules(modules: Iterable[str]) -> None:
-    """Import each module (it registers its envs on import), remembering it for worker processes.
+    """Import each module (it registers its envs on import).
 
     Raises:
         ValueError: naming a module that cannot be imported and what to do.
@@ -214,13 +211,6 @@ def import_modules(modules: Iterable[str]) -> None:
                 f"cannot import {module!r} to register its envs ({type(error).__name__}: {error}); "
                 "install the package that provides it, or fix the name in imports=[...] or in the id's `module:` prefix"
             ) from None
-        if module not in _IMPORTED:
-            _IMPORTED.append(module)
-
-
-def imported_modules() -> tuple[str, ...]:
-    """The modules `import_modules` imported in this process, in order (workers import the same)."""
-    return tuple(_IMPORTED)
 
 
 def resolve_env_id(env_id: str) -> str:
