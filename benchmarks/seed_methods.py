@@ -23,7 +23,9 @@ untuned), and `compressed` (the teacher pruned by half with the reconstruction c
 `--steps` OPD steps from the unpruned teacher: `pruned+recovered`). References: `student`, `teacher`.
 
 A (method, seed) that trained to the end is reused by a later run with the same `--output-dir` and settings
-(more seeds, or a run that was stopped): only its evaluation runs again.
+(more seeds, or a run that was stopped), and so are its held-out rows: seeds run in parallel processes
+(`--seeds 0` and `--seeds 1` with `--threads 1` each) pool in one later `--seeds 0 1` run that trains and plays
+nothing again.
 
 Held-out score: the same `--eval-trials` held-out tasks for every method, played at temperature 1 with one
 fixed sampling seed; per-episode regret and success with 95% Student-t intervals over trials (pooled over
@@ -115,14 +117,33 @@ def _interval(values: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+#: Written beside a model once it was evaluated: the held-out rows and what they were played on.
+EVAL_FILE = "seed_methods_eval.json"
+EVAL_SAMPLING_SEED = 12345
+
+
 def _evaluate(directory: Path, env_id: str, tasks: list) -> list[dict]:
-    """Held-out rows of the model in `directory`: the same tasks and sampling seed for every method."""
+    """Held-out rows of the model in `directory`: the same tasks and sampling seed for every method.
+
+    The rows are kept beside the model, so seeds trained in separate processes (one core each) pool in a
+    later run without playing again; a retrained model lives in a fresh directory and is played afresh.
+    """
     from trainers.evaluation import evaluate_model
     from trainers.orbit import load_config, load_policy, make_hf_agent
 
+    key = {"env": env_id, "tasks": [[task.source.name, task.seed] for task in tasks], "sampling_seed": EVAL_SAMPLING_SEED}
+    cached = directory / EVAL_FILE
+    if cached.is_file():
+        record = json.loads(cached.read_text())
+        if record.get("key") == key:
+            return record["rows"]
     config = load_config([f"env={env_id}", "model=hf", f"model.path={directory}"])
     model, tokenizer = load_policy(config, directory)
-    return evaluate_model(make_hf_agent(model, tokenizer, config, seed=12345), tasks)
+    rows = evaluate_model(make_hf_agent(model, tokenizer, config, seed=EVAL_SAMPLING_SEED), tasks)
+    partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")  # processes may share a model
+    partial.write_text(json.dumps({"key": key, "rows": rows}))
+    partial.replace(cached)
+    return rows
 
 
 def _common(args, env_id: str, seed: int, output_dir: Path) -> list[str]:
