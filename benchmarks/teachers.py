@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--sft-trials", type=int, default=8000)
     parser.add_argument("--sft-steps", type=int, default=400)
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/teachers"))
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (default 2; 1 lets two runs share a 2-core machine, CPU-s budgets stay fair)")
     parser.add_argument("--plot", type=Path, default=None, metavar="CSV", help="only redraw the newest run's figure")
     parser.add_argument("--dates", type=lambda text: text.split(","), default=None,
                         help="with --plot: the run dates (CSV `date` column) to combine; default the newest")
@@ -294,7 +296,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"unknown methods {unknown}; allowed: {', '.join(METHODS)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     from trainers.tasks import TaskPool
 
     output = args.output_dir / args.env
