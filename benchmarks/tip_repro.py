@@ -334,16 +334,47 @@ def _plot(rows: list[dict], references: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def _newest_run(path: Path) -> tuple[list[dict], dict]:
-    """(rule rows, references) of the newest run in a results CSV, numbers as floats."""
+def _newest_run(path: Path, dates: list[str] | None = None) -> tuple[list[dict], dict]:
+    """(rule rows, references) of the newest run in a results CSV, numbers as floats; with `dates`, the runs
+    started at those dates pooled into one table (runs of disjoint seeds, e.g. one per core)."""
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
-    newest = max(row["date"] for row in rows)
-    numeric = ("in_context_regret", "regret_se", "last_success", "format_error_rate", "step_peak_mib")
-    run_rows = [{**row, **{key: float(row[key]) for key in numeric if row.get(key) not in (None, "")}}
-                for row in rows if row["date"] == newest]
-    references = {row["rule"]: row for row in run_rows if row["ratio"] == ""}  # older runs have none
-    return [row for row in run_rows if row["ratio"] != ""], references
+    dates = dates or [max(row["date"] for row in rows)]
+    unknown = sorted(set(dates) - {row["date"] for row in rows})
+    if unknown:
+        raise SystemExit(f"{path}: no run started at {', '.join(unknown)} (the CSV's `date` column)")
+    numeric = ("in_context_regret", "regret_se", "last_success", "format_error_rate", "kept_tokens", "agent_tokens",
+               "train_s", "step_peak_mib", "step_ms")
+    runs = [[{**row, **{key: float(row[key]) for key in numeric if row.get(key) not in (None, "")}}
+             for row in rows if row["date"] == date] for date in dates]
+    references = {row["rule"]: row for row in runs[0] if row["ratio"] == ""}  # the same trials in every run
+    pooled: dict[tuple[str, str], list[dict]] = {}
+    for run_rows in runs:
+        for row in run_rows:
+            if row["ratio"] != "":
+                pooled.setdefault((row["rule"], row["ratio"]), []).append(row)
+    return [_pool(group) for group in pooled.values()], references
+
+
+def _pool(rows: list[dict]) -> dict:
+    """One row from runs over disjoint seeds: means weighted by each run's seed count (each seed plays the same
+    number of held-out trials), the s.e. of that weighted mean of independent runs, the largest step peak."""
+    if len(rows) == 1:
+        return rows[0]
+    counts = np.array([len(row["seeds"].split()) for row in rows], dtype=float)
+    weights = counts / counts.sum()
+
+    def mean(key: str) -> float:
+        return float(sum(weight * row[key] for weight, row in zip(weights, rows, strict=True)))
+
+    pooled = {**rows[0], "seeds": " ".join(row["seeds"] for row in rows),
+              "step_peak_mib": max(row["step_peak_mib"] for row in rows),
+              "regret_se": float(np.sqrt(sum((weight * row["regret_se"]) ** 2
+                                             for weight, row in zip(weights, rows, strict=True))))}
+    for key in ("in_context_regret", "last_success", "format_error_rate", "kept_tokens", "agent_tokens", "train_s",
+                "step_ms"):
+        pooled[key] = mean(key)
+    return pooled
 
 
 def _append_csv(rows: list[dict], meta: dict, path: Path) -> None:
@@ -365,11 +396,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="cached teacher and student initialisation, and the runs")
     parser.add_argument("--plot", type=Path, default=None, metavar="CSV",
                         help="only redraw the figure of the newest run in CSV (beside it) and exit")
+    parser.add_argument("--dates", type=lambda text: text.split(","), default=None,
+                        help="with --plot: the run dates (CSV `date` column) of runs over disjoint seeds to pool")
     args = parser.parse_args(argv)
     if args.plot is not None:
-        rows, references = _newest_run(args.plot)
+        rows, references = _newest_run(args.plot, args.dates)
         figure = (args.plot.with_name(args.plot.name + ".png.tmp") if args.plot.suffix == ".tmp"  # smoke runs
                   else args.plot.with_name(f"tip_repro_{rows[0]['scale']}.png"))
+        if args.dates:
+            _print_table(rows, references)
+            print("\nClosing note (the paper's shape, in held-out regret):")
+            for line in _verdict(rows):
+                print(f"- {line}")
         _plot(rows, references, figure)
         print(f"figure: {figure}")
         return rows

@@ -278,3 +278,26 @@ def test_reasoning_mask_cuts_at_think_end_or_the_last_boxed():
     # turn 1: reasoning through "</think>"; turn 2: before the LAST \boxed{ (token 3 ends before it); turn 3: no
     # reasoning (its only \boxed{ starts the turn).
     assert reasoning_mask(ids, agent, texts.get).int().tolist() == [[0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0]]
+
+
+def test_tip_benchmark_pools_runs_over_disjoint_seeds(tmp_path):
+    """`benchmarks.tip_repro --plot CSV --dates a,b` pools one run of seed 0 with one of seeds 1 and 2."""
+    from benchmarks.tip_repro import _append_csv, _newest_run
+
+    path = tmp_path / "tip.csv"
+    base = {"kept_tokens": 50.0, "agent_tokens": 100.0, "train_s": 1.0, "step_ms": 1.0, "last_success": 0.0}
+    for date, seeds, regret, se, peak in (("d0", "0", 27.0, 0.3, 200.0), ("d12", "1 2", 24.0, 0.15, 210.0)):
+        meta = {"date": date, "seeds": seeds, "scale": "cpu", "steps": 40, "eval_trials": 100}
+        _append_csv([{**base, "rule": "all", "ratio": 1.0, "in_context_regret": regret, "regret_se": se,
+                      "format_error_rate": 0.1, "step_peak_mib": peak},
+                     {"rule": "teacher", "ratio": "", "in_context_regret": 10.0, "regret_se": 0.5,
+                      "last_success": 0.9, "format_error_rate": 0.0}], meta, path)
+    rows, references = _newest_run(path)
+    assert [row["seeds"] for row in rows] == ["1 2"] and rows[0]["in_context_regret"] == 24.0
+    (row,), references = _newest_run(path, ["d0", "d12"])
+    assert row["seeds"] == "0 1 2" and list(references) == ["teacher"]
+    assert row["in_context_regret"] == pytest.approx((27.0 + 2 * 24.0) / 3)
+    assert row["regret_se"] == pytest.approx(((0.3 / 3) ** 2 + (2 * 0.15 / 3) ** 2) ** 0.5)
+    assert row["step_peak_mib"] == 210.0
+    with pytest.raises(SystemExit, match="no run started at d9"):
+        _newest_run(path, ["d0", "d9"])
