@@ -4,6 +4,7 @@
     python -m benchmarks.tip_repro --scale gpu       # a GPU: more steps, trials and seeds
     python -m benchmarks.tip_repro --smoke           # a few minutes: checks the script end to end
     python -m benchmarks.tip_repro --format reasoning --seeds 0,1,2   # turns with reasoning tokens (below)
+    python -m benchmarks.tip_repro --format reasoning --kinds [--trained]  # which token kinds each rule keeps
 
 Setup (every rule gets the same teacher, student initialisation, steps, tasks and seeds):
 
@@ -253,6 +254,136 @@ def run(scale: Scale, scale_name: str, output_root: Path,
     return rows, references
 
 
+def _kinds_run(scale: Scale, output_root: Path, transcript: str, trained: bool = False) -> tuple[dict, list[dict]]:
+    """`kept_token_kinds` for the cached teacher and student initialisation on 4 x the training batch; with
+    `trained`, for each rule's seed-0 model after its run (its last checkpoint) on its own trials, one row each
+    with that batch's mean reverse KL per kind."""
+    from trainers.opd import load_teacher
+    from trainers.opd_config import TeacherConfig
+    from trainers.orbit import load_policy
+    from trainers.tasks import TaskPool
+
+    suffix = "" if transcript == "plain" else f"-{transcript}"
+    teacher_dir = _imitated(scale, scale.teacher_size, scale.teacher_sft_trials, scale.teacher_sft_steps,
+                            output_root / f"teacher-{scale.teacher_size}-{scale.teacher_sft_steps}{suffix}", transcript)
+    student_dir = _imitated(scale, scale.student_size, scale.student_sft_trials, scale.student_sft_steps,
+                            output_root / f"student-{scale.student_size}-{scale.student_sft_steps}{suffix}", transcript)
+    config = _config(scale, scale.student_size, 0, output_root / f"runs{suffix}", transcript)
+    student, tokenizer = load_policy(config, student_dir)
+    teacher = load_teacher(TeacherConfig(path=str(teacher_dir)), student, tokenizer)
+    tasks = TaskPool.from_config(config.env).tasks("train")[: 4 * scale.tasks_per_step * scale.num_generations]
+    batch = _fixed_batch(student, tokenizer, config, tasks).to(next(student.parameters()).device)
+    before = kept_token_kinds(student, teacher, batch, tokenizer)
+    if not trained:
+        return before
+    rows = []
+    for rule, ratio in RULES:
+        checkpoints = sorted((output_root / f"runs{suffix}" / f"{rule}-{ratio}-seed0").glob("checkpoint-*"),
+                             key=lambda path: int(path.name.split("-")[1]))
+        if not checkpoints:
+            raise SystemExit(f"no trained {rule} {ratio} seed-0 run under {output_root}: run the comparison first")
+        model, _ = load_policy(config, checkpoints[-1])
+        batch = _fixed_batch(model, tokenizer, config, tasks).to(next(model.parameters()).device)
+        shares, (row,) = kept_token_kinds(model, teacher, batch, tokenizer, rules=[(rule, ratio)])
+        rows.append({**row, "tokens": shares["tokens"], **{f"batch {name}": shares[name] for name in KINDS},
+                     **{key: value for key, value in shares.items() if key.endswith("mean reverse_kl")}})
+    return before[0], rows
+
+
+KINDS = ("reasoning", "action", "end of turn")
+
+
+def kept_token_kinds(student, teacher, batch, tokenizer, rules=RULES) -> tuple[dict, list[dict]]:
+    """Which kinds of agent token each rule keeps on one batch of the student's own trials (its first step).
+
+    A token is `reasoning` before its turn's last `\\boxed{` (`trainers.tip.reasoning_mask`), `end of turn`
+    when it is a special id, and `action` otherwise (the `\\boxed{`, the arm, the brace). Returns the batch's
+    own shares (of the tokens and of their summed reverse KL to the teacher) and each kind's mean reverse KL
+    (nats per token), and, per rule of `rules`, the kinds' shares of the kept tokens and the kept tokens' share
+    of the batch's reverse KL.
+    """
+    from trainers import tip
+    from trainers.opd import opd_loss, selection_generator
+    from trainers.opd_config import DistillConfig, SelectionConfig
+
+    texts: dict[int, str] = {}
+    reasoning = tip.reasoning_mask(batch.input_ids.cpu(), batch.agent_mask.cpu(),
+                                   lambda i: texts.setdefault(i, tokenizer.decode([i])))
+    agent = batch.agent_mask[:, 1:].cpu()  # the order of opd_loss's agent rows (gather_agent_rows)
+    ids = batch.input_ids[:, 1:].cpu()[agent]
+    kind = torch.where(reasoning[:, 1:][agent], 0, torch.where(torch.isin(ids, torch.tensor(
+        tokenizer.all_special_ids)), 2, 1))  # (N,) index into KINDS
+    captured: dict = {}
+
+    def capture(stats, *args, **kwargs):
+        captured["keep"] = tip.select(stats, *args, **kwargs).cpu()
+        captured["reverse_kl"] = stats.reverse_kl.detach().float().cpu().clamp_min(0.0)
+        return captured["keep"]
+
+    rows = []
+    for rule, ratio in rules:
+        with torch.no_grad():
+            opd_loss(student, teacher, batch, batch, DistillConfig(loss="opd"), SelectionConfig(rule, ratio),
+                     generator=selection_generator(0, 0), select=capture)
+        keep, divergence = captured["keep"], captured["reverse_kl"]
+        rows.append({"rule": rule, "ratio": ratio, "kept": int(keep.sum()),
+                     **{name: float((kind[keep] == index).float().mean()) for index, name in enumerate(KINDS)},
+                     "reverse_kl_share": float(divergence[keep].sum() / divergence.sum())})
+    batch_shares = {"tokens": int(kind.numel()), **{name: float((kind == index).float().mean())
+                                                    for index, name in enumerate(KINDS)}}
+    batch_shares.update({f"{name} reverse_kl": float(divergence[kind == index].sum() / divergence.sum())
+                         for index, name in enumerate(KINDS)})
+    batch_shares.update({f"{name} mean reverse_kl": float(divergence[kind == index].mean())
+                         for index, name in enumerate(KINDS)})
+    return batch_shares, rows
+
+
+def _print_kinds(batch_shares: dict, rows: list[dict]) -> None:
+    if "reasoning mean reverse_kl" in rows[0]:  # after training: each rule's own model and trials
+        def split(row: dict, prefix: str = "", suffix: str = "", digits: str = ".0%") -> str:
+            return " / ".join(f"{row[prefix + name + suffix]:{digits}}" for name in KINDS)
+
+        print("\n| after training (seed 0) | agent tokens | their kinds | kept | kept kinds | mean reverse KL, nats |")
+        print("|---|---|---|---|---|---|")
+        print(f"| student before | {batch_shares['tokens']} | {split(batch_shares)} | - | - | "
+              f"{split(batch_shares, suffix=' mean reverse_kl', digits='.3f')} |")
+        for row in rows:
+            print(f"| {row['rule']} {row['ratio']} | {row['tokens']} | {split(row, 'batch ')} | {row['kept']} | "
+                  f"{split(row)} | {split(row, suffix=' mean reverse_kl', digits='.3f')} |")
+        print("(kinds: reasoning / action / end of turn)")
+        return
+    print("\n| tokens | kept | reasoning | action | end of turn | share of the batch's reverse KL |")
+    print("|---|---|---|---|---|---|")
+    print(f"| the batch | {batch_shares['tokens']} | " + " | ".join(f"{batch_shares[name]:.0%}" for name in KINDS) + " | 100% |")
+    print("| (its reverse KL) | - | " + " | ".join(f"{batch_shares[name + ' reverse_kl']:.0%}" for name in KINDS)
+          + " | - |")
+    for row in rows:
+        print(f"| {row['rule']} {row['ratio']} | {row['kept']} | " + " | ".join(f"{row[name]:.0%}" for name in KINDS)
+              + f" | {row['reverse_kl_share']:.0%} |")
+
+
+def _plot_kinds(batch_shares: dict, rows: list[dict], path: Path) -> None:
+    """After training: each rule's mean reverse KL per token kind, the student before as the first group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [("student\nbefore", batch_shares)] + [(f"{row['rule']}\n{row['ratio']}", row) for row in rows]
+    figure, axis = plt.subplots(figsize=(11, 4))
+    width = 0.8 / len(KINDS)
+    for index, name in enumerate(KINDS):
+        axis.bar([g + (index - 1) * width for g in range(len(groups))],
+                 [values[f"{name} mean reverse_kl"] for _, values in groups], width, label=name)
+    axis.set_xticks(range(len(groups)), [label for label, _ in groups])
+    axis.set_ylabel("mean reverse KL to the teacher, nats")
+    axis.set_title("after 40 OPD steps (seed 0, each model on its own trials), by token kind")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def _verdict(rows: list[dict]) -> list[str]:
     """Whether the paper's shape holds, in regret terms (lower is better), with two standard errors as the bar."""
     by_rule = {f"{row['rule']} {float(row['ratio'])}": row for row in rows}
@@ -398,6 +529,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="only redraw the figure of the newest run in CSV (beside it) and exit")
     parser.add_argument("--dates", type=lambda text: text.split(","), default=None,
                         help="with --plot: the run dates (CSV `date` column) of runs over disjoint seeds to pool")
+    parser.add_argument("--kinds", action="store_true",
+                        help="only print which token kinds each rule keeps on the student's first batch and exit")
+    parser.add_argument("--trained", action="store_true",
+                        help="with --kinds: each rule's seed-0 model after its run instead of the first batch")
     args = parser.parse_args(argv)
     if args.plot is not None:
         rows, references = _newest_run(args.plot, args.dates)
@@ -416,6 +551,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     suffix = "" if args.format == "plain" else f" {args.format}"
     scale = replace(scale, steps=args.steps or scale.steps, seeds=args.seeds or scale.seeds)
     torch.set_num_threads(min(torch.get_num_threads(), 2) if not scale_name.startswith("gpu") else torch.get_num_threads())
+    if args.kinds:
+        batch_shares, rows = _kinds_run(scale, args.output_dir / ("smoke" if args.smoke else args.scale), args.format,
+                                        trained=args.trained)
+        _print_kinds(batch_shares, rows)
+        if args.trained and not args.smoke:
+            figure = RESULTS / f"tip_repro_{scale_name}_kinds.png"
+            _plot_kinds(batch_shares, rows, figure)
+            print(f"figure: {figure}")
+        return rows
     device = "cuda" if torch.cuda.is_available() else "cpu"
     meta = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), commit=commit(),
                 device=torch.cuda.get_device_name(0) if device == "cuda" else "cpu", torch=torch.__version__,

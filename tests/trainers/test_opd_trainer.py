@@ -401,3 +401,37 @@ def test_segment_selection_in_the_trainer_splits_the_agent_tokens_into_its_two_p
         fractions.append(_logged(trainer, "selection/kept_fraction")[0])
     # The same seeded first batch in both runs: every agent token is in exactly one part of its turn.
     assert sum(fractions) == pytest.approx(1.0)
+
+
+def test_tip_benchmark_counts_the_token_kinds_each_rule_keeps(student, teacher, tokenizer):
+    """`benchmarks.tip_repro --kinds`: reasoning before the last `\\boxed{` of a turn, special ids as end of turn."""
+    from benchmarks.tip_repro import KINDS, kept_token_kinds
+    from benchmarks.tip_repro import RULES as BENCHMARK_RULES
+
+    prompt = tokenizer.encode("Pull an arm.", add_special_tokens=False)
+    reasoning = tokenizer.encode("n 3 1 2; best 2. ", add_special_tokens=False)
+    action = tokenizer.encode("\\boxed{2}", add_special_tokens=False)
+    end = [tokenizer.all_special_ids[0]]
+    turn = reasoning + action + end
+    ids = torch.tensor([prompt + turn + prompt + turn])
+    agent = torch.tensor([[False] * len(prompt) + [True] * len(turn)] * 2).reshape(1, -1)
+    batch = TokenBatch(ids, torch.ones_like(ids), agent, torch.tensor([0]))
+    shares, rows = kept_token_kinds(student, teacher, batch, tokenizer)
+    counts = (len(reasoning), len(action), len(end))
+    assert shares["tokens"] == 2 * len(turn)
+    assert [shares[name] for name in KINDS] == pytest.approx([count / len(turn) for count in counts])
+    assert sum(shares[f"{name} reverse_kl"] for name in KINDS) == pytest.approx(1.0)
+    assert [(row["rule"], row["ratio"]) for row in rows] == BENCHMARK_RULES
+    everything = rows[0]
+    assert everything["kept"] == shares["tokens"] and everything["reverse_kl_share"] == pytest.approx(1.0)
+    for row in rows:
+        assert sum(row[name] for name in KINDS) == pytest.approx(1.0), row
+        assert 0 < row["kept"] <= shares["tokens"] and 0.0 <= row["reverse_kl_share"] <= 1.0 + 1e-6, row
+    # each kind's mean reverse KL, weighted by its share, is the batch's mean (the kinds partition the tokens)
+    means = [shares[f"{name} mean reverse_kl"] for name in KINDS]
+    total_share = [shares[f"{name} reverse_kl"] for name in KINDS]
+    assert all(value > 0 for value in means)
+    assert [m * count for m, count in zip(means, counts, strict=True)] == pytest.approx(
+        [share * sum(m * c for m, c in zip(means, counts, strict=True)) for share in total_share], rel=1e-5)
+    _, (only,) = kept_token_kinds(student, teacher, batch, tokenizer, rules=[("q3", 0.2)])
+    assert (only["rule"], only["ratio"]) == ("q3", 0.2) and only == rows[3]
