@@ -294,7 +294,7 @@ KINDS = ("reasoning", "action", "end of turn")
 
 
 def kept_token_kinds(student, teacher, batch, tokenizer, rules=RULES) -> tuple[dict, list[dict]]:
-    """Which kinds of agent token each rule keeps on one batch of the student's own trials (its first step).
+    """Which kinds of agent token each rule keeps on one batch of the student's own trials (one step's view).
 
     A token is `reasoning` before its turn's last `\\boxed{` (`trainers.tip.reasoning_mask`), `end of turn`
     when it is a special id, and `action` otherwise (the `\\boxed{`, the arm, the brace). Returns the batch's
@@ -377,7 +377,7 @@ def _plot_kinds(batch_shares: dict, rows: list[dict], path: Path) -> None:
                  [values[f"{name} mean reverse_kl"] for _, values in groups], width, label=name)
     axis.set_xticks(range(len(groups)), [label for label, _ in groups])
     axis.set_ylabel("mean reverse KL to the teacher, nats")
-    axis.set_title("after 40 OPD steps (seed 0, each model on its own trials), by token kind")
+    axis.set_title("after training (seed 0, each rule's last checkpoint on its own trials), by token kind")
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
