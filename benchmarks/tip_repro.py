@@ -189,6 +189,16 @@ def _step_cost(student, teacher, batch, rule: str, ratio: float, device: torch.d
     return measured.bytes / 2**20, statistics.median(times)
 
 
+def _initialisations(scale: Scale, output_root: Path, transcript: str):
+    """(teacher dir, student initialisation dir, the runs' base config), the imitations built once and cached."""
+    suffix = "" if transcript == "plain" else f"-{transcript}"
+    teacher_dir = _imitated(scale, scale.teacher_size, scale.teacher_sft_trials, scale.teacher_sft_steps,
+                            output_root / f"teacher-{scale.teacher_size}-{scale.teacher_sft_steps}{suffix}", transcript)
+    student_dir = _imitated(scale, scale.student_size, scale.student_sft_trials, scale.student_sft_steps,
+                            output_root / f"student-{scale.student_size}-{scale.student_sft_steps}{suffix}", transcript)
+    return teacher_dir, student_dir, _config(scale, scale.student_size, 0, output_root / f"runs{suffix}", transcript)
+
+
 def run(scale: Scale, scale_name: str, output_root: Path,
         on_row: Callable[[dict], None] | None = None, transcript: str = "plain") -> tuple[list[dict], dict]:
     """Builds the teacher and the student initialisation, distills with every rule, and returns the rows.
@@ -203,11 +213,7 @@ def run(scale: Scale, scale_name: str, output_root: Path,
     from trainers.tasks import TaskPool
 
     suffix = "" if transcript == "plain" else f"-{transcript}"
-    teacher_dir = _imitated(scale, scale.teacher_size, scale.teacher_sft_trials, scale.teacher_sft_steps,
-                            output_root / f"teacher-{scale.teacher_size}-{scale.teacher_sft_steps}{suffix}", transcript)
-    student_dir = _imitated(scale, scale.student_size, scale.student_sft_trials, scale.student_sft_steps,
-                            output_root / f"student-{scale.student_size}-{scale.student_sft_steps}{suffix}", transcript)
-    config = _config(scale, scale.student_size, 0, output_root / f"runs{suffix}", transcript)
+    teacher_dir, student_dir, config = _initialisations(scale, output_root, transcript)
     pool = TaskPool.from_config(config.env)
     held_out = pool.held_out(scale.eval_trials)
     student, tokenizer = load_policy(config, student_dir)
@@ -264,11 +270,7 @@ def _kinds_run(scale: Scale, output_root: Path, transcript: str, trained: bool =
     from trainers.tasks import TaskPool
 
     suffix = "" if transcript == "plain" else f"-{transcript}"
-    teacher_dir = _imitated(scale, scale.teacher_size, scale.teacher_sft_trials, scale.teacher_sft_steps,
-                            output_root / f"teacher-{scale.teacher_size}-{scale.teacher_sft_steps}{suffix}", transcript)
-    student_dir = _imitated(scale, scale.student_size, scale.student_sft_trials, scale.student_sft_steps,
-                            output_root / f"student-{scale.student_size}-{scale.student_sft_steps}{suffix}", transcript)
-    config = _config(scale, scale.student_size, 0, output_root / f"runs{suffix}", transcript)
+    teacher_dir, student_dir, config = _initialisations(scale, output_root, transcript)
     student, tokenizer = load_policy(config, student_dir)
     teacher = load_teacher(TeacherConfig(path=str(teacher_dir)), student, tokenizer)
     tasks = TaskPool.from_config(config.env).tasks("train")[: 4 * scale.tasks_per_step * scale.num_generations]
