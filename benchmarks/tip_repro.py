@@ -212,8 +212,8 @@ def run(scale: Scale, scale_name: str, output_root: Path,
     from trainers.orbit import load_policy
     from trainers.tasks import TaskPool
 
-    suffix = "" if transcript == "plain" else f"-{transcript}"
     teacher_dir, student_dir, config = _initialisations(scale, output_root, transcript)
+    runs = Path(config.output_dir)  # output_root / "runs[-format]"
     pool = TaskPool.from_config(config.env)
     held_out = pool.held_out(scale.eval_trials)
     student, tokenizer = load_policy(config, student_dir)
@@ -227,7 +227,7 @@ def run(scale: Scale, scale_name: str, output_root: Path,
     for rule, ratio in tqdm(RULES, desc="rules"):
         regrets, kept, total, seconds, results = [], 0.0, 0.0, 0.0, []
         for seed in scale.seeds:
-            run_dir = output_root / f"runs{suffix}" / f"{rule}-{ratio}-seed{seed}"
+            run_dir = runs / f"{rule}-{ratio}-seed{seed}"
             run_config = _config(scale, scale.student_size, seed, run_dir, transcript)
             model, _ = load_policy(run_config, student_dir)
             trainer = OPDTrainer(model, tokenizer, pool, run_config, output_dir=run_dir,
@@ -269,8 +269,8 @@ def _kinds_run(scale: Scale, output_root: Path, transcript: str, trained: bool =
     from trainers.orbit import load_policy
     from trainers.tasks import TaskPool
 
-    suffix = "" if transcript == "plain" else f"-{transcript}"
     teacher_dir, student_dir, config = _initialisations(scale, output_root, transcript)
+    runs = Path(config.output_dir)  # output_root / "runs[-format]"
     student, tokenizer = load_policy(config, student_dir)
     teacher = load_teacher(TeacherConfig(path=str(teacher_dir)), student, tokenizer)
     tasks = TaskPool.from_config(config.env).tasks("train")[: 4 * scale.tasks_per_step * scale.num_generations]
@@ -280,7 +280,7 @@ def _kinds_run(scale: Scale, output_root: Path, transcript: str, trained: bool =
         return before
     rows = []
     for rule, ratio in RULES:
-        checkpoints = sorted((output_root / f"runs{suffix}" / f"{rule}-{ratio}-seed0").glob("checkpoint-*"),
+        checkpoints = sorted((runs / f"{rule}-{ratio}-seed0").glob("checkpoint-*"),
                              key=lambda path: int(path.name.split("-")[1]))
         if not checkpoints:
             raise SystemExit(f"no trained {rule} {ratio} seed-0 run under {output_root}: run the comparison first")
@@ -340,8 +340,8 @@ def kept_token_kinds(student, teacher, batch, tokenizer, rules=RULES) -> tuple[d
     return batch_shares, rows
 
 
-def _print_kinds(batch_shares: dict, rows: list[dict]) -> None:
-    if "reasoning mean reverse_kl" in rows[0]:  # after training: each rule's own model and trials
+def _print_kinds(batch_shares: dict, rows: list[dict], trained: bool) -> None:
+    if trained:  # each rule's own model and trials
         def split(row: dict, prefix: str = "", suffix: str = "", digits: str = ".0%") -> str:
             return " / ".join(f"{row[prefix + name + suffix]:{digits}}" for name in KINDS)
 
@@ -556,7 +556,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.kinds:
         batch_shares, rows = _kinds_run(scale, args.output_dir / ("smoke" if args.smoke else args.scale), args.format,
                                         trained=args.trained)
-        _print_kinds(batch_shares, rows)
+        _print_kinds(batch_shares, rows, args.trained)
         if args.trained and not args.smoke:
             figure = RESULTS / f"tip_repro_{scale_name}_kinds.png"
             _plot_kinds(batch_shares, rows, figure)
